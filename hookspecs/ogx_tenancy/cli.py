@@ -1,0 +1,138 @@
+"""``ogx-tenancy``: run OGX with the tenancy plugins, check a config, list plugins."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from . import __version__
+from .manager import ENV_ALLOW, ENV_DENY, ENV_TRACE, HOOK_NAMES, PluginManager
+from .settings import ConfigError
+
+EPILOG = f"""\
+environment:
+  {ENV_ALLOW}=a,b          load only these plugins
+  {ENV_DENY}=a,b  never load these plugins
+  {ENV_TRACE}=1        log every hook call (plugin, hook, outcome, duration)
+"""
+
+
+def _log_to_stderr() -> None:
+    # stdout carries command output (JSON); diagnostics go to stderr
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    if args.hook and args.hook not in HOOK_NAMES:
+        print(f"ogx-tenancy: unknown hook {args.hook!r}; known hooks: {', '.join(HOOK_NAMES)}", file=sys.stderr)
+        return 2
+    manager = PluginManager()
+    manager.load_entry_points()
+    infos = manager.plugins(include_disabled=args.all)
+    if args.hook:
+        infos = [info for info in infos if args.hook in info.hooks]
+    print(json.dumps([info.as_json() for info in infos], indent=2))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .adapter.runconfig import load_run_config
+
+    loaded = load_run_config(args.config)
+    tenancy = loaded.tenancy
+    summary = {
+        "config": str(loaded.path),
+        "plugins": tenancy.manager.active_plugins(),
+        "failed_plugins": {i.name: i.error for i in tenancy.manager.plugins() if i.error},
+        "policy": "default" if tenancy.policy.is_default else f"{len(tenancy.policy.rules)} rules",
+        "tenancy_mode": tenancy.tenancy_mode,
+        "storage": tenancy.settings.storage.backend if tenancy.settings.storage else None,
+        "anonymous_access": tenancy.anonymous is not None,
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .adapter.app import run
+
+    run(args.config, host_address=args.host, port=args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ogx-tenancy",
+        description="Multi-tenancy for OGX: identity from the gateway, row-level isolation, fair scheduling.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"ogx-tenancy {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="start an OGX server with the tenancy plugins",
+        description=(
+            "Start OGX's own server from an OGX run config, with every request identified by the "
+            "tenancy identity plugins. The config's `tenancy:` section holds each plugin's settings "
+            "(tenancy.plugins.<name>), the storage backend (tenancy.storage) and an optional anonymous "
+            "identity (tenancy.anonymous). A bad key stops start-up with a message naming it."
+        ),
+    )
+    run.add_argument("config", help="path to the OGX run config (YAML) with a tenancy: section")
+    run.add_argument("--host", help="address to listen on (default: server.host, else 127.0.0.1)")
+    run.add_argument("--port", type=int, help="port to listen on (default: server.port)")
+    run.set_defaults(func=_cmd_run)
+
+    check = commands.add_parser(
+        "check",
+        help="validate a run config without starting the server",
+        description="Validate the run config and its tenancy: section exactly as `run` would, print a JSON summary.",
+    )
+    check.add_argument("config", help="path to the OGX run config (YAML)")
+    check.set_defaults(func=_cmd_check)
+
+    plugins = commands.add_parser(
+        "plugins",
+        help="list installed plugins as JSON",
+        description=(
+            "List the plugins of the ogx_tenancy entry-point group as JSON: name, distribution, "
+            "version, the hooks each implements, and the error of any that failed to load."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    plugins.add_argument("--all", action="store_true", help=f"include plugins disabled by {ENV_ALLOW}/{ENV_DENY}")
+    plugins.add_argument("--hook", metavar="NAME", help=f"only plugins implementing this hook ({', '.join(HOOK_NAMES)})")
+    plugins.set_defaults(func=_cmd_plugins)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    if args.command != "run":
+        _log_to_stderr()
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"ogx-tenancy: configuration error:\n{e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in ("ogx", "ogx_api", "uvicorn"):
+            print(f"ogx-tenancy: {e.name} is not installed; install the server extra: pip install 'ogx-tenancy[server]'",
+                  file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
