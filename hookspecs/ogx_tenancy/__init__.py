@@ -28,7 +28,15 @@ from .store import (
     StorageBackend,
     StoreCapabilities,
 )
-from .types import EndpointKind, HeaderConflict, Identity, IdentityRejected, IncomingRequest, OutgoingRequest, RequestHeaders
+from .types import (
+    EndpointKind,
+    HeaderConflict,
+    Identity,
+    IdentityRejected,
+    IncomingRequest,
+    OutgoingRequest,
+    RequestHeaders,
+)
 
 try:
     __version__ = version("ogx-tenancy")

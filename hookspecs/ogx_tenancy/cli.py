@@ -57,6 +57,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_hooks(args: argparse.Namespace) -> int:
+    from .hookref import render
+
+    print(render(), end="")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .adapter.app import run
 
@@ -108,8 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     plugins.add_argument("--all", action="store_true", help=f"include plugins disabled by {ENV_ALLOW}/{ENV_DENY}")
-    plugins.add_argument("--hook", metavar="NAME", help=f"only plugins implementing this hook ({', '.join(HOOK_NAMES)})")
+    plugins.add_argument(
+        "--hook", metavar="NAME", help=f"only plugins implementing this hook ({', '.join(HOOK_NAMES)})"
+    )
     plugins.set_defaults(func=_cmd_plugins)
+
+    hooks = commands.add_parser(
+        "hooks",
+        help="print the hook reference (Markdown) for plugin authors",
+        description="Print the reference of every hook, generated from the hook specifications.",
+    )
+    hooks.set_defaults(func=_cmd_hooks)
     return parser
 
 
@@ -128,8 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] in ("ogx", "ogx_api", "uvicorn"):
-            print(f"ogx-tenancy: {e.name} is not installed; install the server extra: pip install 'ogx-tenancy[server]'",
-                  file=sys.stderr)
+            print(
+                f"ogx-tenancy: {e.name} is not installed; install the server extra: pip install 'ogx-tenancy[server]'",
+                file=sys.stderr,
+            )
             return 2
         raise
 

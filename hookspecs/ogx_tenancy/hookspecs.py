@@ -18,7 +18,7 @@ import pluggy
 from pydantic import BaseModel
 
 from .store import BackendRegistrar
-from .types import IncomingRequest, Identity, OutgoingRequest
+from .types import Identity, IncomingRequest, OutgoingRequest
 
 PROJECT_NAME = "ogx_tenancy"
 
@@ -31,6 +31,8 @@ def ogx_tenancy_settings_model() -> type[BaseModel] | None:  # type: ignore[empt
     """Declare the pydantic model of this plugin's ``tenancy.plugins.<name>`` settings block.
 
     **When:** once, at start-up, before any other hook.
+
+    **Receives:** nothing.
 
     **Returns:** a pydantic model class, or None when the plugin takes no settings. The host
     validates the plugin's block with it (an absent block validates ``{}``; an unknown key or bad

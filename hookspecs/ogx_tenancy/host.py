@@ -20,7 +20,13 @@ from pydantic import BaseModel, ValidationError
 from .context import current_identity
 from .manager import PluginManager
 from .policy import Policy, PolicyError
-from .settings import ConfigError, TenancySettings, describe_validation_error, parse_tenancy_section, validate_plugin_settings
+from .settings import (
+    ConfigError,
+    TenancySettings,
+    describe_validation_error,
+    parse_tenancy_section,
+    validate_plugin_settings,
+)
 from .store import AccessControlledStore, CollectionSpec, StorageBackend
 from .types import Identity, IdentityRejected, IncomingRequest, OutgoingRequest
 
@@ -116,7 +122,9 @@ class Tenancy:
         registration = backends.get(settings.storage.backend)
         if registration is None:
             known = ", ".join(sorted(backends)) or "none registered: install a storage plugin such as ogx-tenancy-sql"
-            raise ConfigError(f"tenancy.storage.backend: unknown backend {settings.storage.backend!r} (expected one of: {known})")
+            raise ConfigError(
+                f"tenancy.storage.backend: unknown backend {settings.storage.backend!r} (expected one of: {known})"
+            )
         try:
             registration.config_model.model_validate(settings.storage.config)
         except ValidationError as e:

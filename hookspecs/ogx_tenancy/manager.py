@@ -127,7 +127,7 @@ class PluginManager:
                 continue
             try:
                 module = ep.load()
-            except BaseException as e:  # noqa: BLE001 - a plugin's import must never take the host down
+            except BaseException as e:
                 if isinstance(e, KeyboardInterrupt):
                     raise
                 info.error = f"failed to import {ep.value}: {type(e).__name__}: {e}"
@@ -136,7 +136,9 @@ class PluginManager:
             self._register(module, info)
         self._check_pending()
 
-    def register(self, plugin: object, name: str, *, distribution: str | None = None, version: str | None = None) -> None:
+    def register(
+        self, plugin: object, name: str, *, distribution: str | None = None, version: str | None = None
+    ) -> None:
         """Register a plugin object explicitly (tests, embedding). Same checks as entry points."""
         info = PluginInfo(name, distribution, version)
         self._infos[name] = info
@@ -151,7 +153,7 @@ class PluginManager:
             return
         try:
             self._pm.register(plugin, name=info.name)
-        except Exception as e:  # pluggy.PluginValidationError and friends
+        except Exception as e:  # noqa: BLE001 - pluggy.PluginValidationError and whatever a plugin raises
             info.error = f"invalid hook implementation: {e}"
             log.error("plugin failed to register", plugin=info.name, error=info.error)
             return
@@ -207,11 +209,21 @@ class PluginManager:
         try:
             result = impl.function(*args)
         except BaseException as e:
-            log.info("hook call", hook=hook, plugin=impl.plugin, outcome=f"raised {type(e).__name__}",
-                     micros=round((time.perf_counter() - start) * 1e6, 1))
+            log.info(
+                "hook call",
+                hook=hook,
+                plugin=impl.plugin,
+                outcome=f"raised {type(e).__name__}",
+                micros=round((time.perf_counter() - start) * 1e6, 1),
+            )
             raise
-        log.info("hook call", hook=hook, plugin=impl.plugin, outcome=_summary(result),
-                 micros=round((time.perf_counter() - start) * 1e6, 1))
+        log.info(
+            "hook call",
+            hook=hook,
+            plugin=impl.plugin,
+            outcome=_summary(result),
+            micros=round((time.perf_counter() - start) * 1e6, 1),
+        )
         return result
 
     def settings_models(self) -> dict[str, type[BaseModel] | None]:
@@ -220,7 +232,9 @@ class PluginManager:
         for impl in self._impls("ogx_tenancy_settings_model"):
             model = self._call(impl, "ogx_tenancy_settings_model", {})
             if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
-                raise TypeError(f"plugin {impl.plugin!r}: ogx_tenancy_settings_model must return a pydantic model class")
+                raise TypeError(
+                    f"plugin {impl.plugin!r}: ogx_tenancy_settings_model must return a pydantic model class"
+                )
             models[impl.plugin] = model
         return models
 
@@ -232,7 +246,9 @@ class PluginManager:
         contributions: list[tuple[str, Identity]] = []
         for impl in self._impls("ogx_tenancy_identity"):
             try:
-                result = self._call(impl, "ogx_tenancy_identity", {"request": request, "settings": settings.get(impl.plugin)})
+                result = self._call(
+                    impl, "ogx_tenancy_identity", {"request": request, "settings": settings.get(impl.plugin)}
+                )
             except IdentityRejected:
                 raise
             except Exception:
@@ -296,7 +312,9 @@ def _hook_problem(plugin: object) -> str | None:
         for name in dir(plugin)
         if name.startswith("ogx_tenancy_")
         and callable(getattr(plugin, name, None))
-        and (not isinstance(plugin, ModuleType) or getattr(getattr(plugin, name), "__module__", None) == plugin.__name__)
+        and (
+            not isinstance(plugin, ModuleType) or getattr(getattr(plugin, name), "__module__", None) == plugin.__name__
+        )
     ]
     misspelt = [name for name in own if name not in HOOK_NAMES]
     if misspelt:
@@ -317,7 +335,9 @@ def _summary(result: Any) -> str:
     if result is None:
         return "None"
     if isinstance(result, Identity):
-        return f"Identity(principal={'set' if result.principal else 'none'}, categories={sorted(result.attributes)}, tenant={'set' if result.tenant_id else 'none'})"
+        principal = "set" if result.principal else "none"
+        tenant = "set" if result.tenant_id else "none"
+        return f"Identity(principal={principal}, categories={sorted(result.attributes)}, tenant={tenant})"
     if isinstance(result, dict):
         return f"headers {sorted(result)}"
     return type(result).__name__

@@ -283,7 +283,10 @@ def default_rules() -> tuple[Rule, ...]:
     every = frozenset(Action)
     # OGX builds these from a frozenset of category names; their order cannot change a permit-only
     # policy's decision, so a fixed order is used here.
-    rules = [Rule("permit", Scope(None, every, None), when=(Condition("user in owners", category=c),)) for c in ATTRIBUTE_CATEGORIES]
+    rules = [
+        Rule("permit", Scope(None, every, None), when=(Condition("user in owners", category=c),))
+        for c in ATTRIBUTE_CATEGORIES
+    ]
     rules.append(Rule("permit", Scope(None, every, None), when=(Condition("user is owner"),)))
     rules.append(Rule("permit", Scope(None, every, None), when=(Condition("resource is unowned"),)))
     return tuple(rules)
@@ -488,16 +491,16 @@ def disjoin(parts: Iterable[Expr]) -> Expr:
 def _resource_scope_expr(scope_resource: str, resource_type: str) -> Expr:
     """When does OGX's ``matches_resource(scope_resource, f"{type}::{id}")`` hold, as a row expression."""
     type_prefix = f"{resource_type}::"
-    exact = IdEquals(scope_resource[len(type_prefix):]) if scope_resource.startswith(type_prefix) else FALSE
+    exact = IdEquals(scope_resource[len(type_prefix) :]) if scope_resource.startswith(type_prefix) else FALSE
     if scope_resource.startswith("regex:"):
-        return disjoin([exact, IdRegex(scope_resource[len("regex:"):], resource_type)])
+        return disjoin([exact, IdRegex(scope_resource[len("regex:") :], resource_type)])
     if not scope_resource.endswith("::*"):
         return exact
     prefix = scope_resource[:-1]
     if len(prefix) <= len(type_prefix):
         wildcard: Expr = TRUE if type_prefix.startswith(prefix) else FALSE
     elif prefix.startswith(type_prefix):
-        wildcard = IdPrefix(prefix[len(type_prefix):])
+        wildcard = IdPrefix(prefix[len(type_prefix) :])
     else:
         wildcard = FALSE
     return disjoin([exact, wildcard])
@@ -608,7 +611,9 @@ class Policy:
         action = Action(action)
         decision: Expr = FALSE
         for rule in reversed(self.rules):
-            applies = conjoin([self._scope_expr(rule.scope, action, resource_type, actor), self._when_expr(rule, actor)])
+            applies = conjoin(
+                [self._scope_expr(rule.scope, action, resource_type, actor), self._when_expr(rule, actor)]
+            )
             # first match wins: permit => applies OR rest; forbid => NOT applies AND rest
             decision = disjoin([applies, decision]) if rule.effect == "permit" else conjoin([negate(applies), decision])
         return decision
@@ -645,7 +650,7 @@ def _matches_resource(scope_resource: str, actual: str) -> bool:
         return True
     if scope_resource.startswith("regex:"):
         try:
-            return re.match(scope_resource[len("regex:"):], actual) is not None
+            return re.match(scope_resource[len("regex:") :], actual) is not None
         except re.error:
             return False
     return scope_resource.endswith("::*") and actual.startswith(scope_resource[:-1])

@@ -56,6 +56,9 @@ class Identity:
             raise TypeError("tenant_id must be a non-empty string or None")
         object.__setattr__(self, "attributes", _freeze_attributes(self.attributes))
 
+    def __hash__(self) -> int:
+        return hash((self.principal, tuple(self.attributes.items()), self.tenant_id))
+
     def attributes_as_lists(self) -> dict[str, list[str]]:
         """The attributes in OGX's ``dict[str, list[str]]`` form."""
         return {category: list(values) for category, values in self.attributes.items()}
@@ -99,7 +102,7 @@ class RequestHeaders:
     ``get_all_raw`` to apply a stricter decoding such as UTF-8.
     """
 
-    __slots__ = ("_raw", "_index")
+    __slots__ = ("_index", "_raw")
 
     def __init__(self, raw: Iterable[tuple[bytes, bytes]]):
         self._raw: tuple[tuple[bytes, bytes], ...] = tuple(raw)

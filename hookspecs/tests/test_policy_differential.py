@@ -22,10 +22,10 @@ from ogx_tenancy.policy import (
     IdRegex,
     OwnerIs,
     OwnerShares,
-    Unowned,
     Policy,
     Resource,
     RowFacts,
+    Unowned,
     in_partition,
 )
 from ogx_tenancy.types import Identity
@@ -85,7 +85,7 @@ def random_attributes(r: random.Random) -> dict[str, list[str]] | None:
 
 def random_case(r: random.Random):
     rules = [random_rule(r) for _ in range(r.randint(0, 5))]
-    owner = r.choice(PRINCIPALS + ["", None])
+    owner = r.choice([*PRINCIPALS, "", None])
     resource = Resource(
         type=r.choice(TYPES),
         identifier=r.choice(IDENTIFIERS),

@@ -94,13 +94,26 @@ class OgxServer:
         if self.plain_ogx:
             ogx = str(Path(sys.executable).with_name("ogx"))
             return [ogx, "run", str(self.config_path), "--port", str(self.port), "--insecure"]
-        return [sys.executable, "-m", "ogx_tenancy.cli", "run", str(self.config_path),
-                "--host", self.host, "--port", str(self.port)]
+        return [
+            sys.executable,
+            "-m",
+            "ogx_tenancy.cli",
+            "run",
+            str(self.config_path),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
 
     def start(self) -> OgxServer:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.workdir,
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.workdir,
             start_new_session=True,
         )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -143,5 +156,8 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None, timeout: float = 1
     """`ogx-tenancy ARGS` as a user would type it; returns the completed process."""
     return subprocess.run(
         [sys.executable, "-m", "ogx_tenancy.cli", *args],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )

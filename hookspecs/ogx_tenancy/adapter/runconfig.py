@@ -42,7 +42,7 @@ def load_run_config(path: str | Path, *, manager: PluginManager | None = None) -
         ogx_config = ogx_bridge.parse_run_config({k: v for k, v in raw.items() if k != "tenancy"})
     except ValidationError as e:
         raise ConfigError(f"run config {path} is not a valid OGX config:\n{e}") from None
-    except Exception as e:  # OGX raises ValueError/EnvVarError for unresolved variables and the like
+    except Exception as e:  # noqa: BLE001 - OGX raises ValueError, EnvVarError, … for a bad config
         raise ConfigError(f"run config {path} is not a valid OGX config: {e}") from None
 
     auth = ogx_config.server.auth
