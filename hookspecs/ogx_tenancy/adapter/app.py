@@ -36,6 +36,8 @@ def create_app() -> Any:
         host.install(tenancy)
     context.set_fallback_identity_source(ogx_bridge.current_ogx_identity)
     ogx_app = ogx_bridge.create_ogx_app()
+    # OGX warns that authentication is not configured: its own auth is unset on purpose
+    log.info("requests are identified by the tenancy identity plugins", plugins=tenancy.manager.active_plugins())
     return IdentityMiddleware(ogx_app, tenancy, ogx_bridge.public_route_checker(ogx_app))
 
 
