@@ -9,6 +9,8 @@ tenancy:
     config: {path: /var/lib/ogx/tenancy.db}
   anonymous:               # optional: the identity of requests no plugin identified
     principal: anonymous
+  services:                # optional: OGX APIs served from the store (see services/config.py)
+    prompts: {}
 ```
 """
 
@@ -18,6 +20,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .services.config import ServicesSettings
 
 
 class ConfigError(Exception):
@@ -48,6 +52,9 @@ class TenancySettings(BaseModel):
     plugins: dict[str, dict[str, Any] | None] = Field(default_factory=dict, description="settings per plugin name")
     storage: StorageSettings | None = None
     anonymous: AnonymousIdentity | None = None
+    services: ServicesSettings = Field(
+        default_factory=ServicesSettings, description="prompts, connectors, batches served from the store"
+    )
 
 
 def describe_validation_error(where: str, error: ValidationError, model: type[BaseModel]) -> str:
@@ -57,7 +64,10 @@ def describe_validation_error(where: str, error: ValidationError, model: type[Ba
     for err in error.errors():
         loc = ".".join(str(part) for part in err["loc"])
         path = f"{where}.{loc}" if loc else where
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden" and len(err["loc"]) > 1:
+            # a nested model's key: ``model`` does not know that model's keys, so list none
+            lines.append(f"{path}: unknown key")
+        elif err["type"] == "extra_forbidden":
             known = ", ".join(sorted(model.model_fields)) or "none"
             lines.append(f"{path}: unknown key (expected one of: {known})")
         elif err["type"] == "missing":
