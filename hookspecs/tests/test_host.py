@@ -85,7 +85,7 @@ def test_absent_block_gets_defaults(gateway_manager):
             {"plugins": {"nosuch": {}}},
             "tenancy.plugins.nosuch: no active plugin named 'nosuch' (active plugins: gateway)",
         ),
-        ({"plugin": {}}, "tenancy.plugin: unknown key (expected one of: anonymous, plugins, storage)"),
+        ({"plugin": {}}, "tenancy.plugin: unknown key (expected one of: anonymous, plugins, services, storage)"),
         ({"storage": {"backend": "sqlite"}}, "tenancy.storage.backend: unknown backend 'sqlite'"),
         ({"anonymous": {"principal": ""}}, "tenancy.anonymous.principal"),
         ("yes", "tenancy: expected a mapping"),
