@@ -51,6 +51,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         "policy": "default" if tenancy.policy.is_default else f"{len(tenancy.policy.rules)} rules",
         "tenancy_mode": tenancy.tenancy_mode,
         "storage": tenancy.settings.storage.backend if tenancy.settings.storage else None,
+        "services": tenancy.settings.services.enabled(),
         "anonymous_access": tenancy.anonymous is not None,
     }
     print(json.dumps(summary, indent=2))

@@ -82,16 +82,14 @@ class MemoryStore:
         return self.policy.is_allowed(action, self._resource(row), current_actor())
 
     def _visible(self, id: str) -> Row | None:
+        # an id addresses the actor's own tenant's row, else the global one (a system context
+        # without a tenant addresses global rows only), as the SQL backends do
         actor = current_actor()
         own = getattr(actor, "tenant_id", None) or ""
         for tenant in dict.fromkeys((own, "")):
             row = self.rows.get((tenant, id))
             if row is not None and in_partition(row.tenant_id, actor) and self._allowed("read", row):
                 return row
-        if isinstance(actor, SystemContext) and actor.tenant_id is None:
-            for (_, row_id), row in self.rows.items():
-                if row_id == id:
-                    return row
         return None
 
     @asynccontextmanager

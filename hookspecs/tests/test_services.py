@@ -177,22 +177,31 @@ async def test_no_actor_is_denied():
 
 
 async def test_restore_keeps_ids_versions_default_and_owner():
-    from ogx_tenancy.services.prompts import ImportedVersion
+    from ogx_tenancy.services.prompts import PromptRecord, StoredVersion
 
     service = await open_prompts()
     pid = "pmpt_" + "ab" * 24
-    versions = [ImportedVersion(1, "one", [], 100), ImportedVersion(2, "two {{ x }}", ["x"], 200)]
+    record = PromptRecord(
+        prompt_id=pid,
+        owner=Owner("alice", {"teams": ["red"]}, "acme"),
+        default_version=1,
+        versions=(StoredVersion(1, "one", [], 100), StoredVersion(2, "two {{ x }}", ["x"], 200)),
+        created_at=100,
+    )
+    with acting_as(ALICE), pytest.raises(AccessDenied):
+        await service.restore(record)  # a user may not write owners and tenants
     with system_context("test: migration"):
-        assert await service.restore(pid, versions, 1, Owner("alice", {"teams": ["red"]}, "acme"), 100)
-        assert not await service.restore(pid, versions, 1, Owner("alice", {"teams": ["red"]}, "acme"), 100)
+        assert await service.restore(record)
+        assert not await service.restore(record)
+        assert await service.export(pid, "acme") == record
+        assert await service.export(pid, "globex") is None
     with acting_as(ALICE):
         assert (await service.get(pid)).prompt == "one"
         assert [(v.version, v.is_default) for v in await service.list_versions(pid)] == [(1, True), (2, False)]
         assert (await service.update(pid, "three", 2)).version == 3
-    with acting_as(BOB):
-        with pytest.raises(PromptNotFound):
-            await service.get(pid)
-    with system_context("test"):
+    with acting_as(BOB), pytest.raises(PromptNotFound):
+        await service.get(pid)
+    with system_context("test", tenant_id="acme"):
         assert (await service.store.get(version_row_id(pid, 2))).owner_principal == "alice"
 
 

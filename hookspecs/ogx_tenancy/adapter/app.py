@@ -7,6 +7,8 @@ middleware, so each uvicorn worker process sets itself up from the same run conf
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from ogx_tenancy import context, host
 from . import ogx_bridge
 from .middleware import IdentityMiddleware
 from .runconfig import load_run_config
+from .wiring import generated_run_config
 
 log = structlog.get_logger("ogx_tenancy.adapter")
 
@@ -51,9 +54,7 @@ def run(config_path: str | Path, *, host_address: str | None = None, port: int |
     loaded = load_run_config(config_path)
     host.install(loaded.tenancy)
     server = loaded.ogx.server
-    path = str(Path(config_path).resolve())
-    os.environ["OGX_CONFIG"] = path
-    os.environ[ENV_RUN_CONFIG] = path
+    os.environ[ENV_RUN_CONFIG] = str(Path(config_path).resolve())
 
     options: dict[str, Any] = {
         "factory": True,
@@ -68,4 +69,13 @@ def run(config_path: str | Path, *, host_address: str | None = None, port: int |
         log.warning("serving plain HTTP: put TLS in front (the gateway) or set server.tls_certfile/tls_keyfile")
     plugins = loaded.tenancy.manager.active_plugins()
     log.info("starting OGX with tenancy plugins", plugins=plugins, host=options["host"], port=options["port"])
-    uvicorn.run("ogx_tenancy.adapter.app:create_app", **options)
+    # uvicorn re-raises SIGTERM once it has shut down; as SystemExit it lets the `with` below clean up
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # OGX runs the operator's config, or one derived from it for tenancy.services (wiring.py)
+    with generated_run_config(loaded) as ogx_config_path:
+        os.environ["OGX_CONFIG"] = str(ogx_config_path)
+        uvicorn.run("ogx_tenancy.adapter.app:create_app", **options)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    sys.exit(128 + signum)

@@ -14,6 +14,7 @@ from ogx_tenancy.manager import PluginManager
 from ogx_tenancy.settings import ConfigError
 
 from . import ogx_bridge
+from .wiring import check_services
 
 
 @dataclass
@@ -62,4 +63,5 @@ def load_run_config(path: str | Path, *, manager: PluginManager | None = None) -
         tenancy_mode=ogx_config.server.tenancy.mode.value,
         default_tenant_id=ogx_config.server.tenancy.default_tenant_id,
     )
+    check_services(raw, ogx_config, tenancy)
     return LoadedConfig(path=path, raw=raw, ogx=ogx_config, tenancy=tenancy)

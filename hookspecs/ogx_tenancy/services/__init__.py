@@ -52,4 +52,13 @@ class Conflict(ServiceError):
     status = 409
 
 
-__all__ = ["Conflict", "InvalidRequest", "NotFound", "ServiceError"]
+def require_system_context(what: str) -> None:
+    """Refuse ``what`` (a migration-only write or read) unless the code entered a system context."""
+    from ..context import SystemContext, current_actor
+    from ..store import AccessDenied
+
+    if not isinstance(current_actor(), SystemContext):
+        raise AccessDenied(f"{what}: only in a system context")
+
+
+__all__ = ["Conflict", "InvalidRequest", "NotFound", "ServiceError", "require_system_context"]

@@ -27,7 +27,7 @@ import structlog
 
 from ..context import current_actor, system_context
 from ..store import AccessControlledStore, CollectionSpec, FieldSpec, Owner, Row, RowConflict
-from . import Conflict, InvalidRequest, NotFound
+from . import Conflict, InvalidRequest, NotFound, require_system_context
 
 log = structlog.get_logger("ogx_tenancy.services.batches")
 
@@ -67,6 +67,14 @@ class BatchRecord:
     @property
     def status(self) -> str:
         return self.batch["status"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """A batch with its owner, for migrations (``owner.tenant_id`` is its tenant, ``""`` = global)."""
+
+    batch: dict[str, Any]
+    owner: Owner
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,20 +248,35 @@ class BatchService:
 
     # -- migration ------------------------------------------------------------------------------
 
-    async def restore(self, batch: Mapping[str, Any], owner: Owner) -> bool:
-        """Write a batch object as given, with its owner and tenant (system context). False when its
-        id already exists."""
+    async def restore(self, stored: StoredBatch) -> bool:
+        """Write a batch object as given, with its owner and tenant. Only in a system context
+        (migrations). False, changing nothing, when its id exists in that tenant (or globally)."""
+        require_system_context("restore a batch")
+        batch = stored.batch
         if not isinstance(batch.get("id"), str) or not batch["id"]:
             raise InvalidRequest("a batch needs an id", param="id")
-        if await self.store.get(batch["id"]) is not None:
-            return False
+        tenant = stored.owner.tenant_id or ""
         data = {
             "created_at": int(batch.get("created_at") or 0),
-            "status": str(batch.get("status", "")),
+            "status": str(batch.get("status") or ""),
             "batch": dict(batch),
         }
-        await self.store.create(batch["id"], data, owner=owner)
+        with system_context("migration: restore a batch", tenant_id=tenant):
+            if await self.store.get(batch["id"]) is not None:
+                return False
+            owner = Owner(stored.owner.principal, stored.owner.attributes, tenant)
+            await self.store.create(batch["id"], data, owner=owner)
         return True
+
+    async def export(self, batch_id: str, tenant_id: str) -> StoredBatch | None:
+        """The batch ``batch_id`` of tenant ``tenant_id`` as stored, or None (system context only)."""
+        require_system_context("export a batch")
+        with system_context("migration: read back a batch", tenant_id=tenant_id):
+            row = await self.store.get(batch_id)
+        if row is None or row.tenant_id != tenant_id:
+            return None
+        attributes = {k: list(v) for k, v in row.access_attributes.items()} if row.access_attributes else None
+        return StoredBatch(dict(row["batch"]), Owner(row.owner_principal, attributes, row.tenant_id))
 
     # -- internals ------------------------------------------------------------------------------
 

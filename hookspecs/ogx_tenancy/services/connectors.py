@@ -19,7 +19,7 @@ import structlog
 
 from ..context import system_context
 from ..store import AccessControlledStore, CollectionSpec, FieldSpec, Row
-from . import InvalidRequest, NotFound
+from . import InvalidRequest, NotFound, require_system_context
 
 log = structlog.get_logger("ogx_tenancy.services.connectors")
 
@@ -152,12 +152,21 @@ class ConnectorService:
         return report
 
     async def restore(self, connector: ConnectorRecord, tenant_id: str) -> bool:
-        """Write one connector as given (migrations; system context). False when the id exists."""
-        with system_context("migrate a connector", tenant_id=tenant_id):
+        """Write one connector of ``tenant_id`` (``""`` = global) as given. Only in a system context
+        (migrations). False, changing nothing, when the id exists in that tenant or globally."""
+        require_system_context("restore a connector")
+        with system_context("migration: restore a connector", tenant_id=tenant_id):
             if await self.store.get(connector.connector_id) is not None:
                 return False
             await self.store.create(connector.connector_id, connector.fields())
         return True
+
+    async def export(self, connector_id: str, tenant_id: str) -> ConnectorRecord | None:
+        """The connector of ``tenant_id`` as stored, or None (system context only)."""
+        require_system_context("export a connector")
+        with system_context("migration: read back a connector", tenant_id=tenant_id):
+            row = await self.store.get(connector_id)
+        return self._record(row) if row is not None and row.tenant_id == tenant_id else None
 
     async def _rows(self) -> AsyncIterator[Row]:
         cursor = None

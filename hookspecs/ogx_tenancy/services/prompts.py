@@ -41,7 +41,7 @@ import structlog
 
 from ..context import system_context
 from ..store import AccessControlledStore, CollectionSpec, FieldSpec, Owner, Row, RowConflict
-from . import InvalidRequest, NotFound
+from . import InvalidRequest, NotFound, require_system_context
 
 log = structlog.get_logger("ogx_tenancy.services.prompts")
 
@@ -106,13 +106,32 @@ class PromptVersion:
 
 
 @dataclass(frozen=True, slots=True)
-class ImportedVersion:
-    """A version to restore with ``PromptService.restore`` (migrations)."""
+class StoredVersion:
+    """One version of a ``PromptRecord``."""
 
     version: int
     prompt: str | None
     variables: list[str]
     created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PromptRecord:
+    """A whole prompt as stored, for migrations: ``restore`` writes one, ``export`` reads one back.
+
+    :param owner: the prompt's owner; ``owner.tenant_id`` is its tenant (``""`` = global).
+    :param versions: every version, by number.
+    """
+
+    prompt_id: str
+    owner: Owner
+    default_version: int
+    versions: tuple[StoredVersion, ...]
+    created_at: int
+
+
+def _plain(attributes: Mapping[str, Sequence[str]] | None) -> dict[str, list[str]] | None:
+    return {k: list(v) for k, v in attributes.items()} if attributes else None
 
 
 def new_prompt_id() -> str:
@@ -250,45 +269,65 @@ class PromptService:
 
     # -- migration ----------------------------------------------------------------------------
 
-    async def restore(
-        self,
-        prompt_id: str,
-        versions: Sequence[ImportedVersion],
-        default_version: int,
-        owner: Owner,
-        created_at: int,
-    ) -> bool:
-        """Write a prompt exactly as given (ids, versions, default, owner). System context only.
+    async def restore(self, record: PromptRecord) -> bool:
+        """Write a whole prompt exactly as given: ids, versions, default, owner and tenant.
 
-        Returns False when the prompt already exists (with any content): nothing is changed.
+        Only inside a system context (migrations). Returns False, changing nothing, when a prompt
+        with this id already exists in the record's tenant (or globally).
         """
-        if not _PROMPT_ID.fullmatch(prompt_id):
-            raise InvalidRequest(f"not an OGX prompt id: {prompt_id!r}", param="prompt_id")
-        by_number = {v.version: v for v in versions}
-        if default_version not in by_number:
-            raise InvalidRequest(f"default version {default_version} is not among the versions", param="version")
-        if await self.store.get(prompt_id) is not None:
-            return False
-        default = by_number[default_version]
-        async with self.store.transaction():
-            head = await self.store.create(
-                prompt_id,
-                {
-                    "kind": HEAD,
-                    "prompt_id": prompt_id,
-                    "version": default_version,
-                    "latest_version": max(by_number),
-                    "created_at": created_at,
-                    "prompt": default.prompt,
-                    "variables": list(default.variables),
-                },
-                owner=owner,
-            )
-            for v in sorted(by_number.values(), key=lambda v: v.version):
-                await self._add_version_row(
-                    head, v.version, {"prompt": v.prompt, "variables": list(v.variables)}, v.created_at
+        require_system_context("restore a prompt")
+        if not _PROMPT_ID.fullmatch(record.prompt_id):
+            raise InvalidRequest(f"not an OGX prompt id: {record.prompt_id!r}", param="prompt_id")
+        by_number = {v.version: v for v in record.versions}
+        if len(by_number) != len(record.versions) or not by_number:
+            raise InvalidRequest("a prompt needs versions with distinct numbers", param="version")
+        if record.default_version not in by_number:
+            raise InvalidRequest(f"default version {record.default_version} is not among the versions", param="version")
+        default = by_number[record.default_version]
+        tenant = record.owner.tenant_id or ""
+        with system_context("migration: restore a prompt", tenant_id=tenant):
+            if await self.store.get(record.prompt_id) is not None:
+                return False
+            async with self.store.transaction():
+                head = await self.store.create(
+                    record.prompt_id,
+                    {
+                        "kind": HEAD,
+                        "prompt_id": record.prompt_id,
+                        "version": record.default_version,
+                        "latest_version": max(by_number),
+                        "created_at": record.created_at,
+                        "prompt": default.prompt,
+                        "variables": list(default.variables),
+                    },
+                    owner=Owner(record.owner.principal, record.owner.attributes, tenant),
                 )
+                for v in sorted(by_number.values(), key=lambda v: v.version):
+                    content = {"prompt": v.prompt, "variables": list(v.variables)}
+                    await self._add_version_row(head, v.version, content, v.created_at)
         return True
+
+    async def export(self, prompt_id: str, tenant_id: str) -> PromptRecord | None:
+        """The whole prompt ``prompt_id`` of tenant ``tenant_id`` (``""`` = global) as stored, or None.
+
+        Only inside a system context (migrations check what they wrote with it).
+        """
+        require_system_context("export a prompt")
+        with system_context("migration: read back a prompt", tenant_id=tenant_id):
+            head = await self.store.get(prompt_id)
+            if head is None or head["kind"] != HEAD or head.tenant_id != tenant_id:
+                return None
+            versions = tuple(
+                StoredVersion(int(row["version"]), row["prompt"], list(row["variables"] or []), int(row["created_at"]))
+                for row in await self._version_rows_of(head)
+            )
+        return PromptRecord(
+            prompt_id=prompt_id,
+            owner=Owner(head.owner_principal, _plain(head.access_attributes), head.tenant_id),
+            default_version=int(head["version"]),
+            versions=versions,
+            created_at=int(head["created_at"]),
+        )
 
     # -- internals ----------------------------------------------------------------------------
 
