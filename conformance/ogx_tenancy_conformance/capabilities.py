@@ -33,34 +33,69 @@ class Capability:
 
 _ALL = (
     # identity
-    Capability("attributes", "identity", "IdentityHarness.attribute_categories",
-               "the gateway's attribute categories (teams, roles, ...) reach the Identity"),
+    Capability(
+        "attributes",
+        "identity",
+        "IdentityHarness.attribute_categories",
+        "the gateway's attribute categories (teams, roles, ...) reach the Identity",
+    ),
     Capability("tenants", "identity", "IdentityHarness.tenants", "the gateway's tenant id reaches the Identity"),
-    Capability("pseudo_groups", "identity", "IdentityHarness.pseudo_groups",
-               "groups every user has (system:authenticated, ...) are dropped from the Identity"),
+    Capability(
+        "pseudo_groups",
+        "identity",
+        "IdentityHarness.pseudo_groups",
+        "groups every user has (system:authenticated, ...) are dropped from the Identity",
+    ),
     # storage
-    Capability("transactions", "storage", "StoreCapabilities.transactions",
-               "transaction() makes the enclosed calls atomic"),
+    Capability(
+        "transactions", "storage", "StoreCapabilities.transactions", "transaction() makes the enclosed calls atomic"
+    ),
     Capability("persistent", "storage", "StoreCapabilities.persistent", "rows survive a restart of the process"),
-    Capability("backdoor", "storage", "StorageHarness.raw_rows",
-               "the harness can read stored rows without the store API, to check what was persisted"),
+    Capability(
+        "backdoor",
+        "storage",
+        "StorageHarness.raw_rows",
+        "the harness can read stored rows without the store API, to check what was persisted",
+    ),
     # headers
-    Capability("user_headers", "headers", "HeaderHarness.user_headers",
-               "the plugin names the headers whose values come from the user"),
-    Capability("every_endpoint", "headers", "HeaderHarness.endpoints",
-               "user headers are added on every endpoint kind (chat, completions, embeddings, messages, "
-               "rerank, models, health)"),
+    Capability(
+        "user_headers",
+        "headers",
+        "HeaderHarness.user_headers",
+        "the plugin names the headers whose values come from the user",
+    ),
+    Capability(
+        "every_endpoint",
+        "headers",
+        "HeaderHarness.endpoints",
+        "user headers are added on every endpoint kind (chat, completions, embeddings, messages, "
+        "rerank, models, health)",
+    ),
     # deployment
-    Capability("untrusted_client", "deployment", "identities file: untrusted",
-               "the file says how an untrusted client reaches the server"),
-    Capability("recording_upstream", "deployment", "identities file: upstream",
-               "the file names a recording upstream (fake vLLM) and a model served through it"),
-    Capability("team_sharing", "deployment", "identities file: expect_team_sharing",
-               "identities that share a team can read each other's resources"),
-    Capability("connectors", "deployment", "identities file: connectors",
-               "the file lists which connectors each identity may and may not see"),
-    Capability("inference", "deployment", "identities file: model",
-               "the file names a model the deployment serves, for responses and batches"),
+    Capability(
+        "recording_upstream",
+        "deployment",
+        "identities file: upstream",
+        "the file names a recording upstream (fake vLLM) and a model served through it",
+    ),
+    Capability(
+        "team_sharing",
+        "deployment",
+        "identities file: expect_team_sharing",
+        "identities that share a team can read each other's resources",
+    ),
+    Capability(
+        "connectors",
+        "deployment",
+        "identities file: connectors",
+        "the file lists which connectors each identity may and may not see",
+    ),
+    Capability(
+        "inference",
+        "deployment",
+        "identities file: model",
+        "the file names a model the deployment serves, for responses and batches",
+    ),
 )
 
 CAPABILITIES: dict[str, Capability] = {c.name: c for c in _ALL}

@@ -24,15 +24,22 @@ exit status:
 
 
 def _report_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--xfails", metavar="FILE",
-                        help="test ids expected to fail, one per line ('#' starts a reason); "
-                             "core guarantees cannot be listed; an id matching nothing is warned about")
+    parser.add_argument(
+        "--xfails",
+        metavar="FILE",
+        help="test ids expected to fail, one per line ('#' starts a reason); "
+        "core guarantees cannot be listed; an id matching nothing is warned about",
+    )
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--junit", metavar="FILE", help="write the results as JUnit XML")
     parser.add_argument("-k", metavar="EXPR", help="only run tests matching this pytest -k expression")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per test")
-    parser.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG",
-                        help="further pytest arguments, after '--' (e.g. -- -x --tb=long)")
+    parser.add_argument(
+        "pytest_args",
+        nargs="*",
+        metavar="PYTEST_ARG",
+        help="further pytest arguments, after '--' (e.g. -- -x --tb=long)",
+    )
 
 
 def _pytest_args(args: argparse.Namespace, module: Path, extra: list[str]) -> list[str]:
@@ -72,11 +79,15 @@ def _cmd_plugin(args: argparse.Namespace) -> int:
         print(f"ogx-tenancy-conformance: {e}", file=sys.stderr)
         return 2
     if not families:
-        print(f"ogx-tenancy-conformance: plugin {args.name!r} implements no hook the suite tests "
-              "(identity, storage backends, outgoing headers)", file=sys.stderr)
+        print(
+            f"ogx-tenancy-conformance: plugin {args.name!r} implements no hook the suite tests "
+            "(identity, storage backends, outgoing headers)",
+            file=sys.stderr,
+        )
         return 2
-    return _run_pytest(_pytest_args(args, PACKAGE_DIR / "suites" / "plugin_tests.py",
-                                    ["--conformance-plugin", args.name]))
+    return _run_pytest(
+        _pytest_args(args, PACKAGE_DIR / "suites" / "plugin_tests.py", ["--conformance-plugin", args.name])
+    )
 
 
 def _cmd_deployment(args: argparse.Namespace) -> int:
@@ -87,8 +98,13 @@ def _cmd_deployment(args: argparse.Namespace) -> int:
     except IdentitiesFileError as e:
         print(f"ogx-tenancy-conformance: {e}", file=sys.stderr)
         return 2
-    return _run_pytest(_pytest_args(args, PACKAGE_DIR / "deployment" / "deployment_tests.py",
-                                    ["--conformance-base-url", args.base_url, "--conformance-identities", args.identities]))
+    return _run_pytest(
+        _pytest_args(
+            args,
+            PACKAGE_DIR / "deployment" / "deployment_tests.py",
+            ["--conformance-base-url", args.base_url, "--conformance-identities", args.identities],
+        )
+    )
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -104,45 +120,65 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ogx-tenancy-conformance",
-        description=("Check an ogx-tenancy plugin, or a running OGX deployment, against the ogx-tenancy contract. "
-                     f"Suite version {SUITE_VERSION}."),
+        description=(
+            "Check an ogx-tenancy plugin, or a running OGX deployment, against the ogx-tenancy contract. "
+            f"Suite version {SUITE_VERSION}."
+        ),
         epilog=EXIT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version",
-                        version=f"ogx-tenancy-conformance {distribution_version()} (suite {SUITE_VERSION})")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"ogx-tenancy-conformance {distribution_version()} (suite {SUITE_VERSION})",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     plugin = commands.add_parser(
-        "plugin", help="run every family an installed plugin implements",
-        description=("Load the plugin NAME from the ogx_tenancy entry-point group and its ConformanceProfile from the "
-                     "ogx_tenancy_conformance group, then run the suite of every hook family it implements "
-                     "(identity, storage, headers). Capabilities the plugin does not declare are skipped with "
-                     "the reason; core guarantees always run."),
-        epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "plugin",
+        help="run every family an installed plugin implements",
+        description=(
+            "Load the plugin NAME from the ogx_tenancy entry-point group and its ConformanceProfile from the "
+            "ogx_tenancy_conformance group, then run the suite of every hook family it implements "
+            "(identity, storage, headers). Capabilities the plugin does not declare are skipped with "
+            "the reason; core guarantees always run."
+        ),
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     plugin.add_argument("name", help="the plugin's entry-point name (see `ogx-tenancy plugins`)")
     _report_options(plugin)
     plugin.set_defaults(func=_cmd_plugin)
 
     deployment = commands.add_parser(
-        "deployment", help="check a running OGX over HTTP with several identities",
-        description=("Black-box checks of a running OGX (with ogx-tenancy or without): isolation of prompts, files, "
-                     "batches, vector stores, responses, conversations and connectors between the identities of "
-                     "the identities file; identity headers from an untrusted client refused; optionally, fairness "
-                     "headers at a recording upstream. APIs the deployment does not serve are skipped with the "
-                     "reason. Everything the suite creates is deleted at the end."),
-        epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "deployment",
+        help="check a running OGX over HTTP with several identities",
+        description=(
+            "Black-box checks of a running OGX (with ogx-tenancy or without): isolation of prompts, files, "
+            "batches, vector stores, responses, conversations and connectors between the identities of "
+            "the identities file; identity headers from an untrusted client refused; optionally, fairness "
+            "headers at a recording upstream. APIs the deployment does not serve are skipped with the "
+            "reason. Everything the suite creates is deleted at the end."
+        ),
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     deployment.add_argument("--base-url", required=True, help="the deployment's base URL, e.g. http://127.0.0.1:8321")
-    deployment.add_argument("--identities", required=True, metavar="FILE",
-                            help="YAML/JSON file of identities (see the README: identities, teams, untrusted, upstream)")
+    deployment.add_argument(
+        "--identities",
+        required=True,
+        metavar="FILE",
+        help="YAML/JSON file of identities (see the README: identities, teams, untrusted, upstream)",
+    )
     _report_options(deployment)
     deployment.set_defaults(func=_cmd_deployment)
 
-    listing = commands.add_parser("list", help="list every test id with its capability and clause",
-                                  description="Print every test id, the capability it needs (or 'core guarantee' / "
-                                              "'required'), the clause it checks and a one-line summary.")
+    listing = commands.add_parser(
+        "list",
+        help="list every test id with its capability and clause",
+        description="Print every test id, the capability it needs (or 'core guarantee' / "
+        "'required'), the clause it checks and a one-line summary.",
+    )
     listing.add_argument("--family", choices=["identity", "storage", "headers", "deployment"])
     listing.set_defaults(func=_cmd_list)
     return parser

@@ -75,7 +75,7 @@ class BackendCompanion:
         self.backend_name = backend_name
 
     @hookimpl
-    def ogx_tenancy_storage_backends(self, register) -> None:  # noqa: ANN001 - the core's registrar
+    def ogx_tenancy_storage_backends(self, register) -> None:
         async def factory(config: BaseModel):
             raise RuntimeError("the conformance companion backend is never opened")
 

@@ -52,12 +52,8 @@ NO_UNTRUSTED_IDENTITY = Clause(
     "no-untrusted-identity", "no identity from client-controlled or duplicated headers", core=True
 )
 ORDER_INDEPENDENCE = Clause("order-independence", "merged results do not depend on plugin order", core=True)
-NO_CONCURRENT_LEAK = Clause(
-    "no-concurrent-leak", "no identity or header leaks between concurrent requests", core=True
-)
-NO_ANONYMOUS_WRITE = Clause(
-    "no-anonymous-write", "no write without an identity outside the system context", core=True
-)
+NO_CONCURRENT_LEAK = Clause("no-concurrent-leak", "no identity or header leaks between concurrent requests", core=True)
+NO_ANONYMOUS_WRITE = Clause("no-anonymous-write", "no write without an identity outside the system context", core=True)
 
 CORE_GUARANTEES = (TENANT_ISOLATION, NO_UNTRUSTED_IDENTITY, ORDER_INDEPENDENCE, NO_CONCURRENT_LEAK, NO_ANONYMOUS_WRITE)
 
@@ -65,10 +61,14 @@ CORE_GUARANTEES = (TENANT_ISOLATION, NO_UNTRUSTED_IDENTITY, ORDER_INDEPENDENCE, 
 
 PLUGIN_LOADS = Clause("plugin-loads", "the plugin registers with the core plugin manager and its settings validate")
 IDENTITY_FROM_GATEWAY = Clause("identity-from-gateway", "a request from the trusted gateway yields its user's identity")
-BAD_INPUT_REFUSED = Clause("bad-input-refused", "bad identity input is refused with a 4xx naming the header, never a crash")
+BAD_INPUT_REFUSED = Clause(
+    "bad-input-refused", "bad identity input is refused with a 4xx naming the header, never a crash"
+)
 NO_ECHO = Clause("no-echo", "error messages never echo attribute values or another user's data")
 PSEUDO_GROUPS = Clause("pseudo-groups", "groups every user has are not treated as a shared team")
-POLICY_DECIDES = Clause("policy-decides", "every action, create included, is decided by the access policy (OGX semantics)")
+POLICY_DECIDES = Clause(
+    "policy-decides", "every action, create included, is decided by the access policy (OGX semantics)"
+)
 OWNER_STAMPED = Clause("owner-stamped", "rows carry the owner, attributes and tenant of the actor, never of the data")
 COMPLETE_PAGES = Clause("complete-pages", "pages are complete, has_more is exact and a cursor resumes")
 STORE_ERRORS = Clause("store-errors", "the store raises the contract's errors (400/403/404/409), never others")
@@ -79,5 +79,7 @@ HEADERS_FOR_USER = Clause("headers-for-user", "a user's outgoing calls carry the
 HEADERS_PURE = Clause("headers-pure", "outgoing headers depend only on the request, identity and settings")
 DECLARED_CAPABILITIES = Clause("declared-capabilities", "a store declares exactly the capabilities its harness pins")
 DEPLOYMENT_ISOLATION = Clause("deployment-isolation", "a user never reads, changes or deletes another user's resources")
-FAIRNESS_HEADERS = Clause("fairness-headers", "each user's inference calls reach the upstream with that user's fairness headers")
+FAIRNESS_HEADERS = Clause(
+    "fairness-headers", "each user's inference calls reach the upstream with that user's fairness headers"
+)
 CLEANUP = Clause("cleanup", "the deployment suite removes what it created")

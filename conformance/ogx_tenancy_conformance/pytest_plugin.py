@@ -32,11 +32,17 @@ class ConformanceWarning(UserWarning):
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("ogx-tenancy-conformance", "ogx-tenancy conformance suite")
-    group.addoption("--conformance-xfails", metavar="FILE",
-                    help="file of suite test ids expected to fail, one per line ('#' starts a reason)")
+    group.addoption(
+        "--conformance-xfails",
+        metavar="FILE",
+        help="file of suite test ids expected to fail, one per line ('#' starts a reason)",
+    )
     group.addoption("--conformance-json", metavar="FILE", help="write the conformance results as JSON to FILE")
-    group.addoption("--conformance-plugin", metavar="NAME",
-                    help="plugin (ogx_tenancy entry-point name) the no-code plugin suite tests")
+    group.addoption(
+        "--conformance-plugin",
+        metavar="NAME",
+        help="plugin (ogx_tenancy entry-point name) the no-code plugin suite tests",
+    )
     group.addoption("--conformance-base-url", metavar="URL", help="base URL of the OGX deployment under test")
     group.addoption("--conformance-identities", metavar="FILE", help="identities file for the deployment suite")
 
@@ -90,8 +96,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             deselected.append(item)
             continue
         test_id = test_id_of(item) or spec.id
-        item.user_properties += [("conformance_id", test_id), ("family", spec.family),
-                                 ("capability", spec.group), ("clause", spec.clause.key)]
+        item.user_properties += [
+            ("conformance_id", test_id),
+            ("family", spec.family),
+            ("capability", spec.group),
+            ("clause", spec.clause.key),
+        ]
         selected.append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
@@ -118,8 +128,10 @@ def _apply_xfails(config: pytest.Config, report: Report, items: list[pytest.Item
                 continue
             used.add(entry)
             if spec.core:
-                message = (f"xfail file line {entry.line}: {entry.test_id!r} is a core guarantee test "
-                           f"({spec.clause.key}); guarantees cannot be expected to fail, the entry is ignored")
+                message = (
+                    f"xfail file line {entry.line}: {entry.test_id!r} is a core guarantee test "
+                    f"({spec.clause.key}); guarantees cannot be expected to fail, the entry is ignored"
+                )
                 if message not in report.warnings:
                     report.warnings.append(message)
                     warnings.warn(ConformanceWarning(message), stacklevel=1)

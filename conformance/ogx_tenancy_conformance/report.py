@@ -46,8 +46,10 @@ class RunInfo:
 
     def header(self) -> str:
         target = f"{self.target} {self.target_version}" if self.target_version else self.target
-        return (f"ogx-tenancy-conformance {self.conformance_version} (suite {self.suite_version}); "
-                f"core ogx-tenancy {self.core_version}; target: {target}")
+        return (
+            f"ogx-tenancy-conformance {self.conformance_version} (suite {self.suite_version}); "
+            f"core ogx-tenancy {self.core_version}; target: {target}"
+        )
 
 
 @dataclass
@@ -70,7 +72,10 @@ class Report:
         for r in self.results.values():
             groups[(r.family, r.group)][r.outcome] += 1
         order = {"core guarantee": 0, "required": 1}
-        return [(fam, grp, groups[(fam, grp)]) for fam, grp in sorted(groups, key=lambda k: (k[0], order.get(k[1], 2), k[1]))]
+        return [
+            (fam, grp, groups[(fam, grp)])
+            for fam, grp in sorted(groups, key=lambda k: (k[0], order.get(k[1], 2), k[1]))
+        ]
 
     def render_table(self) -> str:
         """The terminal table: one row per family and capability, counts per outcome."""
@@ -78,8 +83,17 @@ class Report:
         rows = []
         for family, group, counts in self.table_rows():
             failed = counts["failed"] + counts["error"] + counts["xpassed"]
-            rows.append((family, group, str(counts["passed"]), str(failed), str(counts["skipped"]), str(counts["xfailed"]),
-                         "FAIL" if failed else ("pass" if counts["passed"] else "skip")))
+            rows.append(
+                (
+                    family,
+                    group,
+                    str(counts["passed"]),
+                    str(failed),
+                    str(counts["skipped"]),
+                    str(counts["xfailed"]),
+                    "FAIL" if failed else ("pass" if counts["passed"] else "skip"),
+                )
+            )
         header = ("family", "capability", *columns, "verdict")
         widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
         line = "  ".join("-" * w for w in widths)

@@ -90,7 +90,7 @@ def close_loop_runner() -> None:
             _runner = None
 
 
-def run_sync(function: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
+def run_sync[R](function: Callable[..., Coroutine[Any, Any, R]]) -> Callable[..., R]:
     """Turn an ``async def`` test into a synchronous one that runs on the suite's loop.
 
     The signature is kept (pytest reads fixture names from it) but the result is a plain function,
@@ -100,7 +100,7 @@ def run_sync(function: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T
         raise TypeError(f"{function.__qualname__} is not an async function")
 
     @functools.wraps(function)
-    def synchronous(*args: Any, **kwargs: Any) -> T:
+    def synchronous(*args: Any, **kwargs: Any) -> R:
         return loop_runner().run(function(*args, **kwargs))
 
     return synchronous

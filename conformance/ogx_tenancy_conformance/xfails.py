@@ -48,6 +48,8 @@ def read_xfail_file(path: str | Path) -> list[XfailEntry]:
         if not content:
             continue
         if " " in content or "." not in content:
-            raise XfailFileError(f"{path}:{number}: expected one test id such as 'storage.transactions', got {content!r}")
+            raise XfailFileError(
+                f"{path}:{number}: expected one test id such as 'storage.transactions', got {content!r}"
+            )
         entries.append(XfailEntry(content, comment.strip() or f"listed in {path.name}", number))
     return entries

@@ -153,7 +153,9 @@ class HeaderSuite(PluginSuite):
         """The plugin registers with the core plugin manager, implements the header hook and its
         harness's settings validate."""
         hooks = {i.name: i.hooks for i in headers.manager.plugins()}[headers.target.name]
-        PLUGIN_LOADS.require(HOOK in hooks, f"plugin {headers.target.name!r} does not implement {HOOK} (hooks: {hooks})")
+        PLUGIN_LOADS.require(
+            HOOK in hooks, f"plugin {headers.target.name!r} does not implement {HOOK} (hooks: {hooks})"
+        )
 
     @conformance_test("headers.well-formed", HEADERS_WELL_FORMED)
     def test_well_formed(self, headers: HeaderContext) -> None:
@@ -305,7 +307,10 @@ class HeaderSuite(PluginSuite):
         include the plugin's own; a plugin setting one of its headers differently is refused in every
         order, naming the same two plugins."""
         name = headers.target.name
-        others = [("aaa-conformance-headers", companions.HeaderCompanion()), ("zzz-conformance-silent", companions.SilentCompanion())]
+        others = [
+            ("aaa-conformance-headers", companions.HeaderCompanion()),
+            ("zzz-conformance-silent", companions.SilentCompanion()),
+        ]
         settings = {name: headers.settings}
         for identity in [*headers.user_identities(), None]:
             request = headers.request()

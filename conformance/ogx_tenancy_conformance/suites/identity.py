@@ -134,8 +134,11 @@ class IdentitySuite(PluginSuite):
     def identity_harness(self, request: pytest.FixtureRequest) -> IdentityHarness:
         harness = self.harness_instance(request.config)
         if not isinstance(harness, IdentityHarness):
-            pytest.fail(f"{type(self).__name__}: set harness = <your IdentityHarness subclass> or override the "
-                        "identity_harness fixture", pytrace=False)
+            pytest.fail(
+                f"{type(self).__name__}: set harness = <your IdentityHarness subclass> or override the "
+                "identity_harness fixture",
+                pytrace=False,
+            )
         return harness
 
     @pytest.fixture
@@ -149,7 +152,9 @@ class IdentitySuite(PluginSuite):
         """The plugin registers with the core plugin manager, implements the identity hook and its
         harness's settings validate; the harness names the identity headers."""
         hooks = {i.name: i.hooks for i in identity.manager.plugins()}[identity.target.name]
-        PLUGIN_LOADS.require(HOOK in hooks, f"plugin {identity.target.name!r} does not implement {HOOK} (hooks: {hooks})")
+        PLUGIN_LOADS.require(
+            HOOK in hooks, f"plugin {identity.target.name!r} does not implement {HOOK} (hooks: {hooks})"
+        )
         PLUGIN_LOADS.require(
             identity.harness.identity_headers,
             f"{type(identity.harness).__name__}.identity_headers is empty: name the headers that carry identity",
@@ -177,9 +182,7 @@ class IdentitySuite(PluginSuite):
             IDENTITY_FROM_GATEWAY.require(outcome.believed, f"for {user.principal!r} the plugin {outcome.describe()}")
             got = {c: tuple(outcome.identity.attributes.get(c, ())) for c in identity.harness.attribute_categories}
             want = {c: tuple(expected.attributes.get(c, ())) for c in identity.harness.attribute_categories}
-            IDENTITY_FROM_GATEWAY.require(
-                got == want, f"attributes of {user.principal!r}: got {got}, expected {want}"
-            )
+            IDENTITY_FROM_GATEWAY.require(got == want, f"attributes of {user.principal!r}: got {got}, expected {want}")
 
     @conformance_test("identity.tenant", IDENTITY_FROM_GATEWAY, requires="tenants")
     def test_tenant(self, identity: IdentityContext) -> None:
@@ -215,9 +218,14 @@ class IdentitySuite(PluginSuite):
             genuine = identity.harness.request_for(user)
             forged = identity.harness.forged_request(user)
             gateway_host = genuine.client[0] if genuine.client else "127.0.0.1"
-            spoof = [(name.encode(), (f"for={gateway_host}" if name == "forwarded" else gateway_host).encode())
-                     for name in SPOOFED_ORIGIN_HEADERS]
-            for label, request in (("as is", forged), ("with spoofed origin headers", with_headers(forged, [*forged.headers.raw(), *spoof]))):
+            spoof = [
+                (name.encode(), (f"for={gateway_host}" if name == "forwarded" else gateway_host).encode())
+                for name in SPOOFED_ORIGIN_HEADERS
+            ]
+            for label, request in (
+                ("as is", forged),
+                ("with spoofed origin headers", with_headers(forged, [*forged.headers.raw(), *spoof])),
+            ):
                 outcome = identity.attempt(request)
                 NO_UNTRUSTED_IDENTITY.require(
                     not outcome.believed,
@@ -259,10 +267,19 @@ class IdentitySuite(PluginSuite):
             cases.append((header, "same value twice", with_headers(genuine, [*raw, own[0]])))
             cases.append((header, "another user's value after", with_headers(genuine, [*raw, foreign[0]])))
             cases.append((header, "another user's value before", with_headers(genuine, [foreign[0], *raw])))
-            cases.append((header, "upper-case copy", with_headers(genuine, [*raw, (header.upper().encode("latin-1"), foreign[0][1])])))
+            cases.append(
+                (
+                    header,
+                    "upper-case copy",
+                    with_headers(genuine, [*raw, (header.upper().encode("latin-1"), foreign[0][1])]),
+                )
+            )
         if not cases:
-            pytest.fail(f"request_for({ALICE.principal!r}) carries none of the identity headers "
-                        f"{identity.harness.identity_headers}", pytrace=False)
+            pytest.fail(
+                f"request_for({ALICE.principal!r}) carries none of the identity headers "
+                f"{identity.harness.identity_headers}",
+                pytrace=False,
+            )
         return cases
 
     # -- bad input ------------------------------------------------------------------------------
@@ -381,8 +398,11 @@ class IdentitySuite(PluginSuite):
         for principal, got in loop_runner().run(all_tasks()):
             want = expected[principal]
             NO_CONCURRENT_LEAK.require(
-                got is not None and want is not None and got.principal == want.principal
-                and dict(got.attributes) == dict(want.attributes) and got.tenant_id == want.tenant_id,
+                got is not None
+                and want is not None
+                and got.principal == want.principal
+                and dict(got.attributes) == dict(want.attributes)
+                and got.tenant_id == want.tenant_id,
                 f"inside a task acting as another user, the request of {principal!r} gave {got!r}, expected {want!r}",
             )
 

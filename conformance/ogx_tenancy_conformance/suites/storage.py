@@ -107,8 +107,10 @@ POLICIES: dict[str, Callable[[str], list[dict[str, Any]]]] = {
     "scoped": lambda c: [
         {"permit": {"actions": ["read"], "resource": f"sql_record::{c}::pub::*"}},
         {"forbid": {"actions": ["delete"]}, "unless": "user is owner"},
-        {"permit": {"actions": ["read", "update"], "resource": f"regex:^sql_record::{c}::r0[0-4]"},
-         "when": "user in owners teams"},
+        {
+            "permit": {"actions": ["read", "update"], "resource": f"regex:^sql_record::{c}::r0[0-4]"},
+            "when": "user in owners teams",
+        },
         {"permit": {"actions": ["create", "read", "update", "delete"]}, "when": "user is owner"},
         {"permit": {"actions": ["read"]}, "when": "resource is unowned"},
     ],
@@ -144,9 +146,14 @@ def standard_seeds() -> list[Seed]:
     seeds = []
     for i in range(18):
         owner = owners[i % len(owners)]
-        seeds.append(Seed(f"r{i:03d}", owner.tenant_id or "", None if i % 7 == 3 else owner,
-                          {"slug": f"slug-{i:03d}", "rank": (i * 5) % 7, "score": i / 2, "flag": i % 2 == 0,
-                           "meta": {"n": i}}))
+        seeds.append(
+            Seed(
+                f"r{i:03d}",
+                owner.tenant_id or "",
+                None if i % 7 == 3 else owner,
+                {"slug": f"slug-{i:03d}", "rank": (i * 5) % 7, "score": i / 2, "flag": i % 2 == 0, "meta": {"n": i}},
+            )
+        )
     seeds += [
         Seed("pub::1", BOB.tenant_id or "", BOB, {"slug": "pub-1", "rank": 1}),
         Seed("pub::2", ALICE.tenant_id or "", ALICE, {"slug": "pub-2", "rank": 2}),
@@ -188,7 +195,9 @@ class StorageContext:
         except (DiscoveryError, ValueError) as e:
             raise PLUGIN_LOADS.fail(str(e)) from None
         if backend not in registrations:
-            raise PLUGIN_LOADS.fail(f"plugin {target.name!r} registers no backend {backend!r} (it registers {sorted(registrations)})")
+            raise PLUGIN_LOADS.fail(
+                f"plugin {target.name!r} registers no backend {backend!r} (it registers {sorted(registrations)})"
+            )
         self.registration: BackendRegistration = registrations[backend]
         self.backend: Any = None
         self._config_cm: contextlib.AbstractAsyncContextManager[Mapping[str, Any]] | None = None
@@ -200,7 +209,9 @@ class StorageContext:
         try:
             self.config = self.registration.config_model.model_validate(dict(raw))
         except ValidationError as e:
-            raise PLUGIN_LOADS.fail(f"the harness's config for backend {self.backend_name!r} does not validate: {e}") from None
+            raise PLUGIN_LOADS.fail(
+                f"the harness's config for backend {self.backend_name!r} does not validate: {e}"
+            ) from None
         self.backend = await self.registration.factory(self.config)
 
     async def reopen(self) -> None:
@@ -337,8 +348,11 @@ class StorageSuite(PluginSuite):
     def storage_harness(self, request: pytest.FixtureRequest) -> StorageHarness:
         harness = self.harness_instance(request.config)
         if not isinstance(harness, StorageHarness):
-            pytest.fail(f"{type(self).__name__}: set harness = <your StorageHarness subclass> or override the "
-                        "storage_harness fixture", pytrace=False)
+            pytest.fail(
+                f"{type(self).__name__}: set harness = <your StorageHarness subclass> or override the "
+                "storage_harness fixture",
+                pytrace=False,
+            )
         return harness
 
     @pytest.fixture
@@ -364,21 +378,28 @@ class StorageSuite(PluginSuite):
         """The backend registers with a pydantic config model, opens from the harness's config and
         hands out stores that implement the store protocol and declare ``StoreCapabilities``."""
         store = await storage.store("loads")
-        PLUGIN_LOADS.require(isinstance(store, AccessControlledStore),
-                             f"open_store returned {type(store).__name__}, which lacks AccessControlledStore methods")
-        PLUGIN_LOADS.require(isinstance(store.capabilities, StoreCapabilities),
-                             f"store.capabilities is {type(store.capabilities).__name__}, not StoreCapabilities")
+        PLUGIN_LOADS.require(
+            isinstance(store, AccessControlledStore),
+            f"open_store returned {type(store).__name__}, which lacks AccessControlledStore methods",
+        )
+        PLUGIN_LOADS.require(
+            isinstance(store.capabilities, StoreCapabilities),
+            f"store.capabilities is {type(store.capabilities).__name__}, not StoreCapabilities",
+        )
 
     @conformance_test("storage.declared-capabilities", DECLARED_CAPABILITIES)
     async def test_declared_capabilities(self, storage: StorageContext) -> None:
         """The store declares exactly the capabilities the harness pins (so a change is noticed)."""
         pinned = storage.harness.expected_capabilities.get(storage.backend_name)
         if pinned is None:
-            pytest.skip(f"the harness pins no capabilities for backend {storage.backend_name!r} "
-                        "(StorageHarness.expected_capabilities)")
+            pytest.skip(
+                f"the harness pins no capabilities for backend {storage.backend_name!r} "
+                "(StorageHarness.expected_capabilities)"
+            )
         store = await storage.store("caps")
-        DECLARED_CAPABILITIES.require(store.capabilities == pinned,
-                                      f"the store declares {store.capabilities}, the harness pins {pinned}")
+        DECLARED_CAPABILITIES.require(
+            store.capabilities == pinned, f"the store declares {store.capabilities}, the harness pins {pinned}"
+        )
 
     # -- core guarantee: tenant isolation -----------------------------------------------------
 
@@ -389,8 +410,13 @@ class StorageSuite(PluginSuite):
         seeded = await storage.seeded("paging", policy_name)
         for identity, limit in itertools.product(users(), (1, 3, 7)):
             with acting_as(identity):
-                for kwargs in ({}, {"order_by": "rank", "descending": True}, {"where": {"flag": True}},
-                               {"action": "update"}, {"action": "delete"}):
+                for kwargs in (
+                    {},
+                    {"order_by": "rank", "descending": True},
+                    {"where": {"flag": True}},
+                    {"action": "update"},
+                    {"action": "delete"},
+                ):
                     pages = await all_pages(seeded.store, limit=limit, who=describe_actor(identity), **kwargs)
                     for number, page in enumerate(pages, 1):
                         check_partition(page.data, identity, f"page {number} (limit={limit}, {kwargs or 'by id'})")
@@ -407,17 +433,22 @@ class StorageSuite(PluginSuite):
                 TENANT_ISOLATION.require(row is None, f"get({seed.id!r}) by alice returned a row of tenant-beta")
                 with contextlib.suppress(*STORE_ERROR_TYPES):
                     await seeded.store.update(seed.id, {"score": -1.0})
-                TENANT_ISOLATION.require(not await _safe_delete(seeded.store, seed.id),
-                                         f"delete({seed.id!r}) by alice reported deleting a row of tenant-beta")
+                TENANT_ISOLATION.require(
+                    not await _safe_delete(seeded.store, seed.id),
+                    f"delete({seed.id!r}) by alice reported deleting a row of tenant-beta",
+                )
             own = await seeded.store.get("same-id")
-            TENANT_ISOLATION.require(own is not None and own.tenant_id == ALICE.tenant_id,
-                                     f"get('same-id') by alice returned {own!r}, expected her own tenant's row")
+            TENANT_ISOLATION.require(
+                own is not None and own.tenant_id == ALICE.tenant_id,
+                f"get('same-id') by alice returned {own!r}, expected her own tenant's row",
+            )
             await seeded.store.update("same-id", {"score": 42.0})
             await seeded.store.update_where({"rank": 3}, {"score": 43.0})
             await seeded.store.delete_where({"slug": "pub-1"})
             created = await seeded.store.create("pub::1", {"slug": "alice-pub-1", "rank": 9})
-            TENANT_ISOLATION.require(created.tenant_id == ALICE.tenant_id,
-                                     f"alice created 'pub::1' in tenant {created.tenant_id!r}")
+            TENANT_ISOLATION.require(
+                created.tenant_id == ALICE.tenant_id, f"alice created 'pub::1' in tenant {created.tenant_id!r}"
+            )
         with system_context("conformance check", tenant_id=BOB.tenant_id):
             for seed in [*beta_only, seeded.seed((BOB.tenant_id or "", "same-id"))]:
                 row = await seeded.store.get(seed.id)
@@ -452,7 +483,8 @@ class StorageSuite(PluginSuite):
                     if row is not None:
                         check_partition([row], identity, f"get({row_id!r})")
                     POLICY_DECIDES.require(
-                        (row is None and expected is None) or (row is not None and expected is not None and key_of(row) == expected.key),
+                        (row is None and expected is None)
+                        or (row is not None and expected is not None and key_of(row) == expected.key),
                         f"policy {policy_name!r}, get({row_id!r}) for {describe_actor(identity)}: got "
                         f"{key_of(row) if row else None}, expected {expected.key if expected else None}",
                     )
@@ -465,9 +497,13 @@ class StorageSuite(PluginSuite):
         for identity in users():
             for row_id in sorted({s.id for s in seeded.seeds}):
                 target = _own_tenant_first(seeded, identity, row_id)
-                readable = target is not None and seeded.policy.is_allowed("read", target.resource(seeded.collection), identity)
+                readable = target is not None and seeded.policy.is_allowed(
+                    "read", target.resource(seeded.collection), identity
+                )
                 for action in ("update", "delete"):
-                    allowed = readable and seeded.policy.is_allowed(action, target.resource(seeded.collection), identity)
+                    allowed = readable and seeded.policy.is_allowed(
+                        action, target.resource(seeded.collection), identity
+                    )
                     with acting_as(identity):
                         outcome = await _attempt(seeded.store, action, row_id)
                     expected = "ok" if allowed else ("denied" if readable else "missing")
@@ -489,8 +525,9 @@ class StorageSuite(PluginSuite):
         for index, user in enumerate(STANDARD_USERS):
             identity = user.identity()
             row_id = f"new-{index}"
-            resource = Resource(record_type(name), row_id, identity.principal,
-                                identity.attributes_as_lists(), identity.tenant_id or "")
+            resource = Resource(
+                record_type(name), row_id, identity.principal, identity.attributes_as_lists(), identity.tenant_id or ""
+            )
             allowed = policy.is_allowed("create", resource, identity)
             with acting_as(identity):
                 try:
@@ -528,12 +565,15 @@ class StorageSuite(PluginSuite):
                 f"{label} with no actor returned {result!r} instead of being refused",
             )
         listing = await _run_without_actor(seeded.store.list(limit=100))
-        NO_ANONYMOUS_WRITE.require(isinstance(listing, AccessDenied) or (isinstance(listing, Page) and not listing.data),
-                                   f"list with no actor returned {listing!r}")
+        NO_ANONYMOUS_WRITE.require(
+            isinstance(listing, AccessDenied) or (isinstance(listing, Page) and not listing.data),
+            f"list with no actor returned {listing!r}",
+        )
         with system_context("conformance check"):
             rows = [r for p in await all_pages(seeded.store, limit=50, who="system") for r in p.data]
         NO_ANONYMOUS_WRITE.require(
-            {key_of(r) for r in rows} == {s.key for s in seeded.seeds} and all(r.data.get("score") != -1.0 for r in rows),
+            {key_of(r) for r in rows} == {s.key for s in seeded.seeds}
+            and all(r.data.get("score") != -1.0 for r in rows),
             "writes with no actor changed the stored rows",
         )
 
@@ -553,20 +593,24 @@ class StorageSuite(PluginSuite):
             for where, row in (("create", created), ("get", fetched)):
                 OWNER_STAMPED.require(row is not None, f"{where} by {user.principal!r} returned nothing")
                 OWNER_STAMPED.require(
-                    row.owner_principal == identity.principal and row.tenant_id == (identity.tenant_id or "")
-                    and {c: list(v) for c, v in (row.access_attributes or {}).items()} == identity.attributes_as_lists(),
+                    row.owner_principal == identity.principal
+                    and row.tenant_id == (identity.tenant_id or "")
+                    and {c: list(v) for c, v in (row.access_attributes or {}).items()}
+                    == identity.attributes_as_lists(),
                     f"{where} by {user.principal!r}: owner {row.owner_principal!r}, tenant {row.tenant_id!r}, "
                     f"attributes {row.access_attributes!r}",
                 )
-                OWNER_STAMPED.require(dict(row.data) == {**data, "slug": f"s-{index}"},
-                                      f"{where} returned data {dict(row.data)!r}, stored {data!r}")
+                OWNER_STAMPED.require(
+                    dict(row.data) == {**data, "slug": f"s-{index}"},
+                    f"{where} returned data {dict(row.data)!r}, stored {data!r}",
+                )
         with acting_as(ALICE.identity()):
             for reserved in ("owner_principal", "tenant_id", "access_attributes", "revision", "id"):
                 try:
                     await store.create(f"bad-{reserved}", {"slug": f"bad-{reserved}", reserved: "mallory"})
                 except InvalidRowData:
                     continue
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:
                     raise STORE_ERRORS.fail(f"reserved field {reserved!r} in data raised {type(e).__name__}") from e
                 raise OWNER_STAMPED.fail(f"create accepted data with the reserved field {reserved!r}")
             try:
@@ -576,7 +620,9 @@ class StorageSuite(PluginSuite):
             OWNER_STAMPED.require(
                 row is None or (row.owner_principal == "alice" and row.tenant_id == ALICE.tenant_id),
                 f"outside the system context, owner=Owner('mallory') gave a row owned by {row.owner_principal!r} "
-                f"in tenant {row.tenant_id!r}" if row else "",
+                f"in tenant {row.tenant_id!r}"
+                if row
+                else "",
             )
 
     @conformance_test("storage.system-context", POLICY_DECIDES)
@@ -586,15 +632,20 @@ class StorageSuite(PluginSuite):
         seeded = await storage.seeded("system")
         with system_context("conformance check"):
             rows = [r for p in await all_pages(seeded.store, limit=5, who="system") for r in p.data]
-            POLICY_DECIDES.require({key_of(r) for r in rows} == {s.key for s in seeded.seeds},
-                                   "the system context does not see every row")
+            POLICY_DECIDES.require(
+                {key_of(r) for r in rows} == {s.key for s in seeded.seeds}, "the system context does not see every row"
+            )
             created = await seeded.store.create("sys-1", {"slug": "sys-1"})
-        POLICY_DECIDES.require(not created.owner_principal and created.tenant_id == "",
-                               f"a system row got owner {created.owner_principal!r}, tenant {created.tenant_id!r}")
+        POLICY_DECIDES.require(
+            not created.owner_principal and created.tenant_id == "",
+            f"a system row got owner {created.owner_principal!r}, tenant {created.tenant_id!r}",
+        )
         with system_context("conformance check", tenant_id=ALICE.tenant_id):
             scoped = await seeded.store.create("sys-2", {"slug": "sys-2"})
-        POLICY_DECIDES.require(scoped.tenant_id == ALICE.tenant_id,
-                               f"system_context(tenant_id=tenant-alpha) created a row in {scoped.tenant_id!r}")
+        POLICY_DECIDES.require(
+            scoped.tenant_id == ALICE.tenant_id,
+            f"system_context(tenant_id=tenant-alpha) created a row in {scoped.tenant_id!r}",
+        )
 
     # -- pages ----------------------------------------------------------------------------------
 
@@ -603,21 +654,33 @@ class StorageSuite(PluginSuite):
         """Pages concatenate to the full, correctly ordered listing (by id; by a field ascending and
         descending, ties broken by id; filtered) for every limit from 1 to 6."""
         seeded = await storage.seeded("pages")
-        for actor_label, enter in (("system", lambda: system_context("conformance check")),
-                                   ("carol", lambda: acting_as(CAROL.identity()))):
+        for actor_label, enter in (
+            ("system", lambda: system_context("conformance check")),
+            ("carol", lambda: acting_as(CAROL.identity())),
+        ):
             with enter() as actor:
                 visible = [seeded.seed(k) for k in seeded.allowed(actor, "read")]
                 orders = {
                     "by id": ({}, sorted(visible, key=lambda s: (s.id, s.tenant))),
                     "rank asc": ({"order_by": "rank"}, sorted(visible, key=lambda s: (s.data.get("rank"), s.id))),
-                    "rank desc": ({"order_by": "rank", "descending": True},
-                                  sorted(visible, key=lambda s: (s.data.get("rank"), s.id), reverse=True)),
-                    "flag": ({"where": {"flag": True}}, sorted((s for s in visible if s.data.get("flag") is True),
-                                                               key=lambda s: (s.id, s.tenant))),
+                    "rank desc": (
+                        {"order_by": "rank", "descending": True},
+                        sorted(visible, key=lambda s: (s.data.get("rank"), s.id), reverse=True),
+                    ),
+                    "flag": (
+                        {"where": {"flag": True}},
+                        sorted((s for s in visible if s.data.get("flag") is True), key=lambda s: (s.id, s.tenant)),
+                    ),
                 }
                 for label, (kwargs, expected) in orders.items():
                     for limit in range(1, 7):
-                        rows = [r for p in await all_pages(seeded.store, limit=limit, who=actor_label, **kwargs) for r in p.data]
+                        rows = [
+                            r
+                            for p in await all_pages(seeded.store, limit=limit, who=actor_label, **kwargs)
+                            for r in p.data
+                        ]
+                        if isinstance(actor, Identity):
+                            check_partition(rows, actor, f"{label}, limit={limit}")
                         got = [r.id for r in rows]
                         want = [s.id for s in expected]
                         same_id_ties = len(set(want)) != len(want)
@@ -630,7 +693,9 @@ class StorageSuite(PluginSuite):
     async def test_paging_under_writes(self, storage: StorageContext) -> None:
         """A cursor resumes after the last row returned although rows are inserted and deleted between
         pages: no row that stayed is skipped or repeated."""
-        seeds = [Seed(f"w{i:03d}", ALICE.tenant_id or "", ALICE, {"slug": f"w-{i}", "rank": i}) for i in range(0, 40, 2)]
+        seeds = [
+            Seed(f"w{i:03d}", ALICE.tenant_id or "", ALICE, {"slug": f"w-{i}", "rank": i}) for i in range(0, 40, 2)
+        ]
         seeded = await storage.seeded("under-writes", "default", seeds)
         seen: list[str] = []
         deleted: set[str] = set()
@@ -664,17 +729,26 @@ class StorageSuite(PluginSuite):
             await _expect(RowConflict, store.create("e-1", {"slug": "other"}), "create of an id taken in the tenant")
             await _expect(RowConflict, store.create("e-2", {"slug": "taken"}), "create of a slug taken in the tenant")
             await _expect(RowNotFound, store.update("missing", {"rank": 2}), "update of a missing row")
-            await _expect(RowConflict, store.update("e-1", {"rank": 2}, expected_revision=first.revision + 5),
-                          "update with a stale expected_revision")
+            await _expect(
+                RowConflict,
+                store.update("e-1", {"rank": 2}, expected_revision=first.revision + 5),
+                "update with a stale expected_revision",
+            )
             await _expect(InvalidRowData, store.create("e-3", {"slug": "x", "nope": 1}), "create with an unknown field")
-            await _expect(InvalidRowData, store.create("e-4", {"slug": "x", "rank": "not an int"}), "create with a str in an int field")
+            await _expect(
+                InvalidRowData,
+                store.create("e-4", {"slug": "x", "rank": "not an int"}),
+                "create with a str in an int field",
+            )
             await _expect(InvalidRowData, store.update("e-1", {"rank": "nope"}), "update with a str in an int field")
             await _expect(InvalidRowData, store.list(where={"nope": 1}), "list filtered on an unknown field")
             await _expect((InvalidRowData, ValueError), store.list(limit=0), "list with limit=0")
             STORE_ERRORS.require(await store.delete("missing") is False, "delete of a missing row did not return False")
         with acting_as(BOB.identity()):
             other = await store.create("e-1", {"slug": "taken", "rank": 1})
-            STORE_ERRORS.require(other.tenant_id == BOB.tenant_id, "the same id in another tenant was refused or misplaced")
+            STORE_ERRORS.require(
+                other.tenant_id == BOB.tenant_id, "the same id in another tenant was refused or misplaced"
+            )
 
     @conformance_test("storage.filters-and-revisions", STORE_ERRORS)
     async def test_filters_and_revisions(self, storage: StorageContext) -> None:
@@ -684,14 +758,22 @@ class StorageSuite(PluginSuite):
         with acting_as(ALICE.identity()):
             for i in range(6):
                 await store.create(f"f-{i}", {"slug": f"f-{i}", "rank": i % 3, "flag": i % 2 == 0, "score": float(i)})
-            for where, want in (({"rank": 1}, {"f-1", "f-4"}), ({"flag": False}, {"f-1", "f-3", "f-5"}),
-                                ({"slug": "f-2"}, {"f-2"}), ({"rank": 2, "flag": True}, {"f-2"})):
+            for where, want in (
+                ({"rank": 1}, {"f-1", "f-4"}),
+                ({"flag": False}, {"f-1", "f-3", "f-5"}),
+                ({"slug": "f-2"}, {"f-2"}),
+                ({"rank": 2, "flag": True}, {"f-2"}),
+            ):
                 got = {r.id for r in (await store.list(where=where, limit=50)).data}
-                STORE_ERRORS.require(got == want, f"list(where={where}) returned {sorted(got)}, expected {sorted(want)}")
+                STORE_ERRORS.require(
+                    got == want, f"list(where={where}) returned {sorted(got)}, expected {sorted(want)}"
+                )
             row = await store.get("f-0")
             updated = await store.update("f-0", {"score": 9.5}, expected_revision=row.revision)
-            STORE_ERRORS.require(updated.revision > row.revision and updated.data["score"] == 9.5,
-                                 f"update gave revision {updated.revision} (was {row.revision}), data {dict(updated.data)}")
+            STORE_ERRORS.require(
+                updated.revision > row.revision and updated.data["score"] == 9.5,
+                f"update gave revision {updated.revision} (was {row.revision}), data {dict(updated.data)}",
+            )
             count = await store.update_where({"rank": 0}, {"score": 1.25})
             STORE_ERRORS.require(count == 2, f"update_where matching 2 rows returned {count}")
             count = await store.delete_where({"flag": False})
@@ -719,8 +801,10 @@ class StorageSuite(PluginSuite):
             async with store.transaction():
                 await store.create("t-2", {"slug": "t-2"})
                 await store.update("t-0", {"rank": 6})
-            ATOMIC.require(await store.get("t-2") is not None and (await store.get("t-0")).data["rank"] == 6,
-                           "a completed transaction lost a change")
+            ATOMIC.require(
+                await store.get("t-2") is not None and (await store.get("t-0")).data["rank"] == 6,
+                "a completed transaction lost a change",
+            )
 
     @conformance_test("storage.persistence", DURABLE, requires="persistent")
     async def test_persistence(self, storage: StorageContext) -> None:
@@ -745,7 +829,9 @@ class StorageSuite(PluginSuite):
         name = storage.fresh_name("backdoor")
         store = await storage.store("backdoor", name=name)
         with acting_as(ALICE.identity()):
-            await store.create("b-1", {"slug": "b-1", "meta": {"owner_principal": "mallory", "tenant_id": "tenant-beta"}})
+            await store.create(
+                "b-1", {"slug": "b-1", "meta": {"owner_principal": "mallory", "tenant_id": "tenant-beta"}}
+            )
         with acting_as(BOB.identity()):
             await store.create("b-1", {"slug": "b-1"})
         raw = await storage.harness.raw_rows(storage.backend_name, storage.backend, name)
@@ -772,8 +858,10 @@ class StorageSuite(PluginSuite):
                     await asyncio.sleep(0)
                     row = await store.create(f"c-{index}-{n}", {"slug": f"c-{index}-{n}", "rank": index})
                     if row.owner_principal != identity.principal or row.tenant_id != (identity.tenant_id or ""):
-                        problems.append(f"task of {identity.principal!r} created a row owned by "
-                                        f"{row.owner_principal!r} in {row.tenant_id!r}")
+                        problems.append(
+                            f"task of {identity.principal!r} created a row owned by "
+                            f"{row.owner_principal!r} in {row.tenant_id!r}"
+                        )
                     await asyncio.sleep(0)
                 listing = await store.list(limit=1000)
                 foreign = [r.id for r in listing.data if r.owner_principal != identity.principal]
@@ -808,7 +896,7 @@ async def _attempt(store: AccessControlledStore, action: str, row_id: str) -> st
         return "denied"
     except RowNotFound:
         return "missing"
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise STORE_ERRORS.fail(f"{action} of {row_id!r} raised {type(e).__name__}: {e}") from e
 
 
@@ -836,6 +924,6 @@ async def _expect(errors: type[Exception] | tuple[type[Exception], ...], awaitab
         await awaitable
     except errors:
         return
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise STORE_ERRORS.fail(f"{what} raised {type(e).__name__}: {e}; expected {errors}") from e
     raise STORE_ERRORS.fail(f"{what} succeeded; expected {errors}")

@@ -29,8 +29,12 @@ class AcmeIdentityHarness(IdentityHarness):
     pseudo_groups = (("teams", EVERYONE),)
 
     def _request(self, user: TestUser, secret: str) -> IncomingRequest:
-        values = {USER: user.principal, GROUPS: ",".join(user.attributes.get("teams", ())),
-                  ROLES: ",".join(user.attributes.get("roles", ())), TENANT: user.tenant_id or ""}
+        values = {
+            USER: user.principal,
+            GROUPS: ",".join(user.attributes.get("teams", ())),
+            ROLES: ",".join(user.attributes.get("roles", ())),
+            TENANT: user.tenant_id or "",
+        }
         values[SIGNATURE] = sign(secret, values)
         pairs = [(name, value) for name, value in values.items() if value]
         return IncomingRequest("POST", "/v1/chat/completions", GATEWAY, RequestHeaders.from_pairs(pairs))
@@ -50,8 +54,10 @@ class AcmeStorageHarness(StorageHarness):
 
     async def raw_rows(self, backend: str, backend_object: Any, collection: str) -> list[Mapping[str, Any]] | None:
         assert isinstance(backend_object, MemoryBackend)
-        return [{"id": r.id, "owner_principal": r.owner_principal, "tenant_id": r.tenant_id, **r.data}
-                for r in backend_object.tables.get(collection, {}).values()]
+        return [
+            {"id": r.id, "owner_principal": r.owner_principal, "tenant_id": r.tenant_id, **r.data}
+            for r in backend_object.tables.get(collection, {}).values()
+        ]
 
 
 class AcmeHeaderHarness(HeaderHarness):

@@ -10,7 +10,13 @@ from ogx_tenancy import Identity, IdentityRejected, IncomingRequest
 
 from .settings import AcmeSettings
 
-USER, GROUPS, ROLES, TENANT, SIGNATURE = "x-acme-user", "x-acme-groups", "x-acme-roles", "x-acme-tenant", "x-acme-signature"
+USER, GROUPS, ROLES, TENANT, SIGNATURE = (
+    "x-acme-user",
+    "x-acme-groups",
+    "x-acme-roles",
+    "x-acme-tenant",
+    "x-acme-signature",
+)
 SIGNED = (USER, GROUPS, ROLES, TENANT)
 IDENTITY_HEADERS = (*SIGNED, SIGNATURE)
 EVERYONE = "acme:everyone"  # every Acme user has it: never a shared team

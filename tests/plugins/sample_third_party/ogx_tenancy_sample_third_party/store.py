@@ -55,8 +55,14 @@ class StoredRow:
     revision: int
 
     def public(self) -> Row:
-        return Row(self.id, copy.deepcopy(self.data), self.owner_principal,
-                   copy.deepcopy(self.access_attributes), self.tenant_id, self.revision)
+        return Row(
+            self.id,
+            copy.deepcopy(self.data),
+            self.owner_principal,
+            copy.deepcopy(self.access_attributes),
+            self.tenant_id,
+            self.revision,
+        )
 
     def facts(self) -> RowFacts:
         return RowFacts(self.id, self.owner_principal, self.access_attributes)
@@ -93,7 +99,9 @@ async def open_memory_backend(config: BaseModel) -> MemoryBackend:
 class MemoryStore:
     """One collection. See ``ogx_tenancy.store.AccessControlledStore`` for the contract."""
 
-    capabilities = StoreCapabilities(transactions=True, concurrent_processes=False, pushdown=frozenset(), persistent=False)
+    capabilities = StoreCapabilities(
+        transactions=True, concurrent_processes=False, pushdown=frozenset(), persistent=False
+    )
 
     def __init__(self, backend: MemoryBackend, collection: CollectionSpec, policy: Policy):
         self.backend = backend
@@ -171,7 +179,11 @@ class MemoryStore:
             if all(v is None for v in key):
                 continue
             for other in self.rows.values():
-                if other is not row and other.tenant_id == row.tenant_id and tuple(other.data.get(f) for f in group) == key:
+                if (
+                    other is not row
+                    and other.tenant_id == row.tenant_id
+                    and tuple(other.data.get(f) for f in group) == key
+                ):
                     raise RowConflict(f"unique fields {list(group)} already taken in this tenant")
 
     # -- the contract -------------------------------------------------------------------------
@@ -225,8 +237,11 @@ class MemoryStore:
         actor = current_actor()
         after = self._decode_cursor(cursor)
         async with self.backend.guard():
-            rows = [r for r in self._candidates(actor, action, cursor)
-                    if all(r.data.get(k) == v for k, v in filters.items())]
+            rows = [
+                r
+                for r in self._candidates(actor, action, cursor)
+                if all(r.data.get(k) == v for k, v in filters.items())
+            ]
         keyed = sorted(((self._sort_key(order_by, r), r) for r in rows), key=lambda kr: kr[0], reverse=descending)
         if after is not None:
             keyed = [(k, r) for k, r in keyed if (k < after if descending else k > after)]
@@ -282,8 +297,11 @@ class MemoryStore:
         actor = current_actor()
         filters, clean = self._check_where(where), self._check_data(changes)
         async with self.backend.guard():
-            targets = [r for r in self._permitted(actor, "update")
-                       if self._allows(actor, "read", r) and all(r.data.get(k) == v for k, v in filters.items())]
+            targets = [
+                r
+                for r in self._permitted(actor, "update")
+                if self._allows(actor, "read", r) and all(r.data.get(k) == v for k, v in filters.items())
+            ]
             for row in targets:
                 self._apply(row, dict(clean))
             return len(targets)
@@ -303,8 +321,11 @@ class MemoryStore:
         actor = current_actor()
         filters = self._check_where(where)
         async with self.backend.guard():
-            targets = [r for r in self._permitted(actor, "delete")
-                       if self._allows(actor, "read", r) and all(r.data.get(k) == v for k, v in filters.items())]
+            targets = [
+                r
+                for r in self._permitted(actor, "delete")
+                if self._allows(actor, "read", r) and all(r.data.get(k) == v for k, v in filters.items())
+            ]
             for row in targets:
                 del self.rows[(row.tenant_id, row.id)]
             return len(targets)
