@@ -1,0 +1,472 @@
+"""``SqlStore``: the access-controlled store on SQLite and PostgreSQL.
+
+Every call reads ``current_actor()`` and decides with the core policy engine (``Policy``), the
+caller's tenant partition first:
+
+* **create** — the row as it would be stored (owner, attributes and tenant stamped from the actor;
+  reserved names in the data are ignored) must be permitted ``create``;
+* **get / update / delete by id** — the id is looked up in the caller's own tenant, then among the
+  global rows (tenant ``""``); the first row the caller may ``read`` is *the* row (so a tenant's row
+  shadows a global row with the same id). A system context without a tenant addresses global rows.
+  Not readable = not found; readable but not permitted ``update``/``delete`` = ``AccessDenied``;
+* **list / update_where / delete_where** — rows the caller may ``read`` *and* perform the action on
+  (a caller never acts on rows it cannot see); the decision is pushed into SQL
+  (``compile``), except ``regex:`` resource scopes, which are finished in Python while the listing
+  scans ahead in keyset batches until the page is full;
+* no actor: reads return nothing, writes raise ``AccessDenied``; a ``system_context`` may do
+  everything within its tenant (all tenants when it has none) and may set owners.
+
+Unowned means ``owner_principal`` NULL, for reading and writing alike (the policy's
+``resource is unowned``; OGX's default policy lets everyone in the partition use such rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from ogx_tenancy.context import Actor, SystemContext, current_actor
+from ogx_tenancy.policy import FALSE, Action, Expr, Policy, Resource, RowFacts, conjoin, record_type, tenant_partition
+from ogx_tenancy.store import (
+    AccessDenied,
+    CollectionSpec,
+    InvalidRowData,
+    Owner,
+    Page,
+    Row,
+    RowConflict,
+    RowNotFound,
+    StoreCapabilities,
+)
+from ogx_tenancy.types import Identity
+
+from .backend import SqlBackend
+from .compile import PUSHDOWN, Compiler, storable
+from .listing import Key, ListingQuery, Ordering
+from .rowdata import (
+    check_attributes,
+    check_data,
+    check_filter,
+    check_id,
+    check_order,
+    decode_cursor,
+    encode_cursor,
+)
+from .schema import CollectionTables, attribute_grants
+
+log = structlog.get_logger("ogx_tenancy.sql").bind(plugin="sql")
+
+_SCAN_BATCH_MAX = 1000  # rows fetched per round when the policy is finished in Python
+_WRITE_BATCH = 500  # rows locked and changed per round by update_where/delete_where in Python mode
+
+
+class SqlStore:
+    """One collection's rows, with row-level access control (``AccessControlledStore``)."""
+
+    def __init__(self, backend: SqlBackend, tables: CollectionTables, policy: Policy):
+        self.collection: CollectionSpec = tables.spec
+        self.policy = policy
+        self.capabilities: StoreCapabilities = backend.capabilities
+        self._backend = backend
+        self._tables = tables
+        self._rows = tables.rows
+        self._grants = tables.grants
+        self._compiler = Compiler(tables)
+        self._type = record_type(self.collection.name)
+        self._field_names = [f.name for f in self.collection.fields]
+        rows = self._rows
+        self._columns = [
+            rows.c.tenant_id,
+            rows.c.id,
+            rows.c.owner_principal,
+            rows.c.access_attributes,
+            rows.c.revision,
+            *(rows.c[name] for name in self._field_names),
+        ]
+        insert = postgresql.insert if backend.dialect == "postgresql" else sqlite.insert
+        self._insert = insert(rows).on_conflict_do_nothing().returning(rows.c.id)
+        self._insert_grants = sa.insert(self._grants)
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self.collection.name!r}, {self._backend.dialect}, {self.policy!r})"
+
+    # -- create ---------------------------------------------------------------------------------
+
+    async def create(self, id: str, data: Mapping[str, Any], *, owner: Owner | None = None) -> Row:
+        """Insert a row owned by the actor; see ``AccessControlledStore.create``."""
+        actor = current_actor()
+        check_id(id)
+        values = check_data(self.collection, data, partial=False)
+        if actor is None:
+            raise AccessDenied(f"create {self.collection.name} row {id!r}: no identity")
+        principal, attributes, tenant_id = self._stamp(actor, owner)
+        resource = Resource(self._type, id, principal, attributes, tenant_id)
+        if not self.policy.is_allowed(Action.CREATE, resource, actor):
+            raise AccessDenied(f"create {self.collection.name} row {id!r}: not permitted")
+        record = {
+            "tenant_id": tenant_id,
+            "id": id,
+            "owner_principal": principal,
+            "access_attributes": attributes,
+            "revision": 1,
+            **values,
+        }
+        async with self._backend.writing() as conn:
+            if (await conn.execute(self._insert, record)).first() is None:
+                raise RowConflict(await self._conflict_reason(conn, tenant_id, id, values))
+            grants = attribute_grants(tenant_id, id, principal, attributes)
+            if grants:
+                await conn.execute(self._insert_grants, grants)
+        return Row(id, values, principal, attributes, tenant_id, 1)
+
+    async def bulk_create(
+        self, items: Iterable[tuple[str, Mapping[str, Any], Owner | None]], *, batch: int = 5000
+    ) -> int:
+        """Insert many rows fast, for imports and fixtures; only in a ``system_context``.
+
+        Each item is ``(id, data, owner)``; the rows are checked like ``create``'s, written in
+        batches of ``batch`` (one transaction each, or the caller's ``transaction()``). A taken id
+        or unique group fails the batch with ``RowConflict``. Returns how many rows were written.
+        """
+        actor = current_actor()
+        if not isinstance(actor, SystemContext):
+            raise AccessDenied(f"bulk_create into {self.collection.name}: only in a system context")
+        written = 0
+        rows: list[dict[str, Any]] = []
+        grants: list[dict[str, str]] = []
+        for id, data, owner in items:
+            check_id(id)
+            values = check_data(self.collection, data, partial=False)
+            principal, attributes, tenant_id = self._stamp(actor, owner)
+            if not self.policy.is_allowed(
+                Action.CREATE, Resource(self._type, id, principal, attributes, tenant_id), actor
+            ):
+                raise AccessDenied(f"create {self.collection.name} row {id!r}: not permitted")
+            rows.append(
+                {
+                    "tenant_id": tenant_id,
+                    "id": id,
+                    "owner_principal": principal,
+                    "access_attributes": attributes,
+                    "revision": 1,
+                    **values,
+                }
+            )
+            grants.extend(attribute_grants(tenant_id, id, principal, attributes))
+            if len(rows) >= batch:
+                written += await self._write_bulk(rows, grants)
+                rows, grants = [], []
+        if rows:
+            written += await self._write_bulk(rows, grants)
+        return written
+
+    async def _write_bulk(self, rows: list[dict[str, Any]], grants: list[dict[str, str]]) -> int:
+        try:
+            async with self._backend.writing() as conn:
+                await conn.execute(sa.insert(self._rows), rows)
+                if grants:
+                    await conn.execute(self._insert_grants, grants)
+        except IntegrityError:
+            raise RowConflict(
+                f"bulk_create into {self.collection.name}: an id or unique field group is taken"
+            ) from None
+        return len(rows)
+
+    def _stamp(self, actor: Actor, owner: Owner | None) -> tuple[str | None, dict[str, list[str]] | None, str]:
+        """(owner_principal, access_attributes, tenant_id) of a row ``actor`` creates."""
+        if isinstance(actor, Identity):
+            if owner is not None:
+                log.warning("owner= ignored outside a system context", collection=self.collection.name)
+            if actor.principal is not None and not storable(actor.principal):
+                raise InvalidRowData("the caller's principal cannot be stored (NUL or unpaired surrogate)")
+            if actor.tenant_id is not None and not storable(actor.tenant_id):
+                raise InvalidRowData("the caller's tenant id cannot be stored (NUL or unpaired surrogate)")
+            return actor.principal or None, check_attributes(actor.attributes_as_lists()), actor.tenant_id or ""
+        if owner is None:
+            return None, None, actor.tenant_id or ""
+        principal = owner.principal or None
+        if principal is not None and (not isinstance(principal, str) or not storable(principal)):
+            raise InvalidRowData("owner principal must be a string without NUL characters")
+        tenant_id = owner.tenant_id if owner.tenant_id is not None else (actor.tenant_id or "")
+        if not isinstance(tenant_id, str) or not storable(tenant_id):
+            raise InvalidRowData("owner tenant id must be a string without NUL characters")
+        return principal, check_attributes(owner.attributes), tenant_id
+
+    async def _conflict_reason(self, conn: Any, tenant_id: str, id: str, values: Mapping[str, Any]) -> str:
+        rows = self._rows
+        taken = (await conn.execute(sa.select(rows.c.id).where(rows.c.tenant_id == tenant_id, rows.c.id == id))).first()
+        if taken is not None:
+            return f"{self.collection.name} row {id!r} already exists"
+        return self._unique_message(values)
+
+    def _unique_message(self, values: Mapping[str, Any]) -> str:
+        groups = [g for g in self.collection.unique if any(f in values for f in g)] or list(self.collection.unique)
+        named = " or ".join("(" + ", ".join(g) + ")" for g in groups)
+        return f"{self.collection.name}: another row already has these values of {named or 'a unique field group'}"
+
+    # -- read -----------------------------------------------------------------------------------
+
+    async def get(self, id: str) -> Row | None:
+        """The row ``id`` if the actor may read it, else None."""
+        actor = current_actor()
+        if actor is None or not isinstance(id, str) or not storable(id):
+            return None
+        async with self._backend.reading() as conn:
+            found = await self._addressed(conn, id, actor, lock=False)
+        return self._first_permitted(found, actor, Action.READ)
+
+    async def list(
+        self,
+        *,
+        where: Mapping[str, Any] | None = None,
+        order_by: str | None = None,
+        descending: bool = False,
+        limit: int = 100,
+        cursor: str | None = None,
+        action: str = "read",
+    ) -> Page:
+        """A page of the rows the actor may read and perform ``action`` on."""
+        filters = check_filter(self.collection, where)
+        order = check_order(self.collection, order_by)
+        if not isinstance(descending, bool):
+            raise InvalidRowData("'descending' must be true or false")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise InvalidRowData("'limit' must be an integer >= 1")
+        try:
+            act = Action(action)
+        except ValueError:
+            raise InvalidRowData("'action' must be one of create, read, update, delete") from None
+        after = decode_cursor(self.collection, cursor, order, descending, act.value)
+        actor = current_actor()
+        if actor is None:
+            return Page([], False, None)
+        tenants = self._partition(actor)
+        exact = self._decision(act, actor)
+        pushed = exact.relax(PUSHDOWN)
+        if tenants == () or pushed == FALSE:
+            return Page([], False, None)
+        in_python = pushed != exact
+        query = ListingQuery(
+            self._tables,
+            self._compiler,
+            self._columns,
+            Ordering(order, descending),
+            tenants,
+            [self._compiler.condition(pushed), *self._where(filters)],
+            self._compiler.access_paths(pushed),
+        )
+        accepted: list[Row] = []
+        batch = limit + 1
+        async with self._backend.reading() as conn:
+            while True:
+                fetched = [self._row(r) for r in await conn.execute(query.statement(after, batch))]
+                for row in fetched:
+                    after = self._key(row, order)
+                    if not in_python or exact.evaluate(RowFacts(row.id, row.owner_principal, row.access_attributes)):
+                        accepted.append(row)
+                        if len(accepted) > limit:
+                            break
+                if len(accepted) > limit or len(fetched) < batch:
+                    break
+                batch = min(max(batch * 2, 64), _SCAN_BATCH_MAX)
+        has_more = len(accepted) > limit
+        data = accepted[:limit]
+        next_cursor = encode_cursor(order, descending, act.value, self._key(data[-1], order)) if has_more else None
+        return Page(data, has_more, next_cursor)
+
+    # -- update ---------------------------------------------------------------------------------
+
+    async def update(self, id: str, changes: Mapping[str, Any], *, expected_revision: int | None = None) -> Row:
+        """Change fields of one row and bump its revision; see ``AccessControlledStore.update``."""
+        values = check_data(self.collection, changes, partial=True)
+        if expected_revision is not None and (
+            not isinstance(expected_revision, int) or isinstance(expected_revision, bool)
+        ):
+            raise InvalidRowData("'expected_revision' must be an integer")
+        actor = current_actor()
+        if actor is None:
+            raise AccessDenied(f"update {self.collection.name} row {id!r}: no identity")
+        if not isinstance(id, str) or not storable(id):
+            raise RowNotFound(f"{self.collection.name} row not found")
+        rows = self._rows
+        async with self._backend.writing() as conn:
+            target = self._first_permitted(await self._addressed(conn, id, actor, lock=True), actor, Action.READ)
+            if target is None:
+                raise RowNotFound(f"{self.collection.name} row {id!r} not found")
+            if not self._allowed(Action.UPDATE, target, actor):
+                raise AccessDenied(f"update {self.collection.name} row {id!r}: not permitted")
+            if expected_revision is not None and expected_revision != target.revision:
+                raise RowConflict(f"{self.collection.name} row {id!r} has changed (revision {target.revision})")
+            statement = (
+                sa.update(rows)
+                .where(rows.c.tenant_id == target.tenant_id, rows.c.id == id, rows.c.revision == target.revision)
+                .values(**values, revision=target.revision + 1)
+                .returning(*self._columns)
+            )
+            async with self._unique_guard(conn, values):
+                updated = (await conn.execute(statement)).first()
+        if updated is None:  # cannot happen under the row lock; never report a lost update as success
+            raise RowConflict(f"{self.collection.name} row {id!r} was changed concurrently")
+        return self._row(updated)
+
+    async def update_where(self, where: Mapping[str, Any], changes: Mapping[str, Any]) -> int:
+        """Change every row matching ``where`` the actor may read and update; returns how many."""
+        filters = check_filter(self.collection, where)
+        values = check_data(self.collection, changes, partial=True)
+        actor = current_actor()
+        if actor is None:
+            raise AccessDenied(f"update {self.collection.name} rows: no identity")
+        rows = self._rows
+        async with self._backend.writing() as conn, self._unique_guard(conn, values):
+            return await self._change_where(
+                conn,
+                actor,
+                Action.UPDATE,
+                filters,
+                lambda condition: sa.update(rows).where(condition).values(**values, revision=rows.c.revision + 1),
+            )
+
+    # -- delete ---------------------------------------------------------------------------------
+
+    async def delete(self, id: str) -> bool:
+        """Delete one row; False when missing or unreadable, ``AccessDenied`` when not deletable."""
+        actor = current_actor()
+        if actor is None:
+            raise AccessDenied(f"delete {self.collection.name} row {id!r}: no identity")
+        if not isinstance(id, str) or not storable(id):
+            return False
+        rows = self._rows
+        async with self._backend.writing() as conn:
+            target = self._first_permitted(await self._addressed(conn, id, actor, lock=True), actor, Action.READ)
+            if target is None:
+                return False
+            if not self._allowed(Action.DELETE, target, actor):
+                raise AccessDenied(f"delete {self.collection.name} row {id!r}: not permitted")
+            await conn.execute(sa.delete(rows).where(rows.c.tenant_id == target.tenant_id, rows.c.id == id))
+        return True
+
+    async def delete_where(self, where: Mapping[str, Any]) -> int:
+        """Delete every row matching ``where`` the actor may read and delete; returns how many."""
+        filters = check_filter(self.collection, where)
+        actor = current_actor()
+        if actor is None:
+            raise AccessDenied(f"delete {self.collection.name} rows: no identity")
+        rows = self._rows
+        async with self._backend.writing() as conn:
+            return await self._change_where(
+                conn, actor, Action.DELETE, filters, lambda condition: sa.delete(rows).where(condition)
+            )
+
+    # -- transactions ---------------------------------------------------------------------------
+
+    def transaction(self):
+        """Make the enclosed calls on this store and every other store of its backend atomic."""
+        return self._backend.transaction()
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _partition(self, actor: Actor) -> tuple[str, ...] | None:
+        tenants = tenant_partition(actor)
+        return tenants if tenants is None else tuple(t for t in tenants if storable(t))
+
+    def _decision(self, action: Action, actor: Actor) -> Expr:
+        """The row filter for ``action``: read permission always, plus the action's own."""
+        read = self.policy.row_filter(Action.READ, self._type, actor)
+        return read if action == Action.READ else conjoin([read, self.policy.row_filter(action, self._type, actor)])
+
+    def _allowed(self, action: Action, row: Row, actor: Actor) -> bool:
+        resource = Resource(self._type, row.id, row.owner_principal, row.access_attributes, row.tenant_id)
+        return self.policy.is_allowed(action, resource, actor)
+
+    def _first_permitted(self, candidates: list[Row], actor: Actor, action: Action) -> Row | None:
+        for row in candidates:
+            if self._allowed(action, row, actor):
+                return row
+        return None
+
+    async def _addressed(self, conn: Any, id: str, actor: Actor, *, lock: bool) -> list[Row]:
+        """The rows ``id`` may mean for ``actor``, most specific tenant first."""
+        tenant = actor.tenant_id if actor.tenant_id and storable(actor.tenant_id) else None
+        tenants = [tenant, ""] if tenant else [""]
+        rows = self._rows
+        query = sa.select(*self._columns).where(rows.c.id == id, rows.c.tenant_id.in_(tenants))
+        if lock:
+            query = query.with_for_update()
+        found = [self._row(r) for r in await conn.execute(query)]
+        found.sort(key=lambda row: tenants.index(row.tenant_id))
+        return found
+
+    async def _change_where(self, conn: Any, actor: Actor, action: Action, filters: dict[str, Any], make: Any) -> int:
+        """Apply ``make(condition)`` (an UPDATE or DELETE) to the permitted rows matching ``filters``."""
+        tenants = self._partition(actor)
+        exact = self._decision(action, actor)
+        pushed = exact.relax(PUSHDOWN)
+        if tenants == () or pushed == FALSE:
+            return 0
+        rows = self._rows
+        scope = [*self._where(filters), self._compiler.condition(pushed)]
+        if tenants is not None:
+            scope.insert(0, rows.c.tenant_id.in_(tenants))
+        if pushed == exact:
+            return (await conn.execute(make(sa.and_(*scope)))).rowcount
+        # Part of the policy is decided in Python: lock candidates batch by batch, keep the permitted.
+        changed = 0
+        last: tuple[str, str] | None = None
+        key = sa.tuple_(rows.c.tenant_id, rows.c.id)
+        while True:
+            query = sa.select(*self._columns).where(*scope).order_by(rows.c.tenant_id, rows.c.id).limit(_WRITE_BATCH)
+            if last is not None:
+                query = query.where(key > sa.tuple_(*last))
+            batch = [self._row(r) for r in await conn.execute(query.with_for_update())]
+            chosen = [
+                (r.tenant_id, r.id)
+                for r in batch
+                if exact.evaluate(RowFacts(r.id, r.owner_principal, r.access_attributes))
+            ]
+            if chosen:
+                changed += (await conn.execute(make(key.in_(chosen)))).rowcount
+            if len(batch) < _WRITE_BATCH:
+                return changed
+            last = (batch[-1].tenant_id, batch[-1].id)
+
+    @asynccontextmanager
+    async def _unique_guard(self, conn: Any, values: Mapping[str, Any]) -> AsyncIterator[None]:
+        """Turn a unique-group violation into ``RowConflict`` without spoiling an outer transaction."""
+        touches_unique = any(f in values for group in self.collection.unique for f in group)
+        if not touches_unique:
+            yield
+            return
+        savepoint = await conn.begin_nested() if self._backend.in_transaction() else None
+        try:
+            yield
+        except IntegrityError:
+            if savepoint is not None:
+                await savepoint.rollback()
+            raise RowConflict(self._unique_message(values)) from None
+        if savepoint is not None:
+            await savepoint.commit()
+
+    def _where(self, filters: Mapping[str, Any]) -> list[sa.ColumnElement[bool]]:
+        rows = self._rows
+        return [rows.c[name].is_(None) if value is None else rows.c[name] == value for name, value in filters.items()]
+
+    def _row(self, record: Any) -> Row:
+        m = record._mapping
+        return Row(
+            id=m["id"],
+            data={name: m[name] for name in self._field_names},
+            owner_principal=m["owner_principal"],
+            access_attributes=m["access_attributes"],
+            tenant_id=m["tenant_id"],
+            revision=m["revision"],
+        )
+
+    @staticmethod
+    def _key(row: Row, order: str) -> Key:
+        return (row.id if order == "id" else row.data[order], row.id, row.tenant_id)
