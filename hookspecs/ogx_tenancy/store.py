@@ -173,7 +173,12 @@ class AccessControlledStore(Protocol):
         ...
 
     async def get(self, id: str) -> Row | None:
-        """The row with ``id`` in the actor's partition if the actor may read it, else None."""
+        """The row with ``id`` in the actor's partition if the actor may read it, else None.
+
+        An id may exist both in the actor's tenant and among the global rows: the tenant's row is
+        tried first, then the global one; the first the actor may read is returned (``update`` and
+        ``delete`` address the same row). A system context without a tenant addresses global rows.
+        """
         ...
 
     async def list(
@@ -188,6 +193,9 @@ class AccessControlledStore(Protocol):
     ) -> Page:
         """A page of the rows the actor may perform ``action`` on, filtered by field equality.
 
+        Read permission is required as well for every action: a caller never sees or changes a row
+        it cannot read.
+
         Ordered by ``order_by`` (default: ``id``) then ``id``; ``limit`` >= 1.
         """
         ...
@@ -201,7 +209,7 @@ class AccessControlledStore(Protocol):
         ...
 
     async def update_where(self, where: Mapping[str, Any], changes: Mapping[str, Any]) -> int:
-        """Change every row matching ``where`` that the actor may update; returns how many."""
+        """Change every row matching ``where`` that the actor may read and update; returns how many."""
         ...
 
     async def delete(self, id: str) -> bool:
@@ -210,7 +218,7 @@ class AccessControlledStore(Protocol):
         ...
 
     async def delete_where(self, where: Mapping[str, Any]) -> int:
-        """Delete every row matching ``where`` that the actor may delete; returns how many."""
+        """Delete every row matching ``where`` that the actor may read and delete; returns how many."""
         ...
 
     def transaction(self) -> AbstractAsyncContextManager[None]:

@@ -81,7 +81,8 @@ def check_data(collection: CollectionSpec, data: object, *, partial: bool) -> di
     """Validated column values of ``data``; missing fields are None unless ``partial``.
 
     Reserved names (``id``, ``owner_principal``, ``access_attributes``, ``tenant_id``,
-    ``revision``) are ignored: the store stamps those itself.
+    ``revision``) are refused: the store stamps those itself, and a client trying to set them gets
+    told so rather than silently getting something else.
     """
     if not isinstance(data, Mapping):
         raise InvalidRowData("row data must be a mapping of field names to values")
@@ -89,7 +90,7 @@ def check_data(collection: CollectionSpec, data: object, *, partial: bool) -> di
     out: dict[str, Any] = {} if partial else dict.fromkeys(fields)
     for key, value in data.items():
         if key in RESERVED_FIELDS:
-            continue
+            raise InvalidRowData(f"{key!r} is set by the store from the caller's identity, not from row data")
         field = fields.get(key) if isinstance(key, str) else None
         if field is None:
             raise InvalidRowData(f"collection {collection.name!r} has no field {_name(key)}")

@@ -4,10 +4,10 @@ Every call reads ``current_actor()`` and decides with the core policy engine (``
 caller's tenant partition first:
 
 * **create** — the row as it would be stored (owner, attributes and tenant stamped from the actor;
-  reserved names in the data are ignored) must be permitted ``create``;
+  reserved names in the data are refused with ``InvalidRowData``) must be permitted ``create``;
 * **get / update / delete by id** — the id is looked up in the caller's own tenant, then among the
-  global rows (tenant ``""``); the first row the caller may ``read`` is *the* row (so a tenant's row
-  shadows a global row with the same id). A system context without a tenant addresses global rows.
+  global rows (tenant ``""``); the first of these the caller may ``read`` is *the* row (the one
+  ``list`` would show). A system context without a tenant addresses global rows only.
   Not readable = not found; readable but not permitted ``update``/``delete`` = ``AccessDenied``;
 * **list / update_where / delete_where** — rows the caller may ``read`` *and* perform the action on
   (a caller never acts on rows it cannot see); the decision is pushed into SQL
