@@ -71,19 +71,22 @@ class IdentityExtractor:
 
     def identify(self, request: IncomingRequest) -> Identity | None:
         """The request's identity, None when it carries no identity header, or ``IdentityRejected``."""
-        headers = request.headers
-        received = {key: headers.get_all_raw(key) for key in self.single_keys}
-        if not any(received[key] for key in self.identity_keys):
+        get_all_raw = request.headers.get_all_raw
+        raw: dict[str, bytes] = {}
+        repeated = None
+        for key in self.single_keys:
+            values = get_all_raw(key)
+            if values:
+                if len(values) > 1 and repeated is None:
+                    repeated = key
+                raw[key] = values[0]
+        if not any(key in raw for key in self.identity_keys):
             return None
         if self.peer_check is not None:
-            self.peer_check.verify(request.client, headers.get_all_raw(FORWARDED_FOR))
-        raw: dict[str, bytes] = {}
-        for key, values in received.items():
-            if len(values) > 1:
-                header = self.header_names[key]
-                raise IdentityRejected(400, f"header {header} was sent more than once", header=header)
-            if values:
-                raw[key] = values[0]
+            self.peer_check.verify(request.client, get_all_raw(FORWARDED_FOR))
+        if repeated is not None:
+            header = self.header_names[repeated]
+            raise IdentityRejected(400, f"header {header} was sent more than once", header=header)
         if self.signature_check is not None:
             for key in self.identity_keys:
                 value = raw.get(key)

@@ -15,7 +15,8 @@ one plain value        ``g1``               ``g1``
 =====================  ===================  =====================================================
 
 A value that starts with ``[`` and contains a double quote is JSON and must parse as an array of
-strings; one without quotes is the bracket form. Empty items are dropped.
+strings; one without quotes is the bracket form. A value in braces (a JSON object) is refused.
+Empty items are dropped.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ _scan_json = json.scanner.make_scanner(json.JSONDecoder())
 
 
 def has_raw_control(raw: bytes) -> bool:
-    """Whether raw header bytes contain a C0 control character or DEL."""
-    return _RAW_CONTROL.search(raw) is not None
+    """Whether raw header bytes contain a C0 control character or DEL (surrounding spaces and tabs
+    are HTTP's optional whitespace, not part of the value)."""
+    return _RAW_CONTROL.search(raw.strip(b" \t")) is not None
 
 
 def _has_forbidden_character(text: str) -> bool:
@@ -70,6 +72,7 @@ class ValueParser:
 
     def text(self, raw: bytes, header: str) -> str:
         """Raw header bytes as trimmed text: strict UTF-8, no control or invisible format characters."""
+        raw = raw.strip(b" \t")  # HTTP's optional whitespace around a value; a tab inside is refused
         if len(raw) > self.max_raw_length:
             raise IdentityRejected(400, f"header {header} is too long", header=header)
         if _RAW_CONTROL.search(raw) is not None:
@@ -110,7 +113,7 @@ class ValueParser:
                 items = _BRACKET_SEPARATORS.split(text[1:-1])
         elif first == '"':
             items = self._json(text, header, str)
-        elif first == "{":
+        elif first == "{" and text.endswith("}"):
             raise IdentityRejected(
                 400, f"header {header} is malformed: expected a list or a string, not a JSON object", header=header
             )
