@@ -16,8 +16,12 @@ by ``tests/test_ogx_compat.py``):
     ``/v1/messages/count_tokens`` (computed before a stream starts);
   - ``OpenAIMixin._build_httpx_client_kwargs()``, the per-call client of rerank and health;
   - ``client.models.list(extra_headers=...)`` in our own model listing.
-* **Errors.** OGX turns an exception with an integer ``status_code`` into that HTTP status with the
-  exception's message (``ogx.core.exceptions.translation``); ``OutgoingHeadersError`` relies on it.
+* **Errors.** A refused call raises ``TenancyHeadersRefused``, a subclass of OGX's ``ConflictError``
+  with status 500: OGX 1.5 answers ``OGXError`` subclasses with their ``status_code`` and message
+  (``ogx.core.exceptions.translation``), and answers ``ConflictError`` through an exception handler
+  that does not re-raise (``ogx.core.server.server.create_app``). Any other exception is re-raised to
+  uvicorn, whose rich traceback rendering blocks the event loop for many seconds: one refused call
+  would stall every other request.
 * **Loading.** OGX imports ``<module>.provider`` and calls ``get_provider_spec()``, then calls
   ``get_adapter_impl(config, deps)`` of the spec's module (``ogx.core.distribution``, ``resolver``).
 
@@ -32,16 +36,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx2
 import structlog
 from ogx.providers.remote.inference.vllm.config import VLLMInferenceAdapterConfig
 from ogx.providers.remote.inference.vllm.vllm import VLLMInferenceAdapter
 from ogx_api import Api, RemoteProviderSpec
+from ogx_api.common.errors import ConflictError
 from pydantic import model_validator
 
 from ogx_tenancy import EndpointKind, OutgoingRequest
 
 from .fairness import SCHEDULER_HEADERS
-from .outgoing import headers_for_call
+from .outgoing import OutgoingHeadersError, headers_for_call
 
 log = structlog.get_logger("ogx_tenancy.vllm_fairness", plugin="vllm_fairness")
 
@@ -56,6 +62,13 @@ PROVIDER_DATA_VALIDATOR = "ogx.providers.remote.inference.vllm.VLLMProviderDataV
 _call_headers: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "ogx_tenancy_vllm_call_headers", default=None
 )
+
+
+class TenancyHeadersRefused(ConflictError):
+    """``OutgoingHeadersError`` in the form OGX answers cleanly: HTTP 500 with the message (see above
+    for why it derives from ``ConflictError``)."""
+
+    status_code = httpx2.codes.INTERNAL_SERVER_ERROR
 
 
 class TenancyVLLMConfig(VLLMInferenceAdapterConfig):
@@ -97,7 +110,10 @@ class TenancyVLLMInferenceAdapter(VLLMInferenceAdapter):
             model=model,
             stream=bool(stream),
         )
-        headers = headers_for_call(request)
+        try:
+            headers = headers_for_call(request)
+        except OutgoingHeadersError as refused:
+            raise TenancyHeadersRefused(str(refused)) from None
         token = _call_headers.set(headers)
         try:
             yield headers

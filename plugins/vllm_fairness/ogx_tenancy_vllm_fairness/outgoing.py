@@ -25,9 +25,8 @@ PROTECTED_HEADERS = frozenset({
 class OutgoingHeadersError(RuntimeError):
     """The tenancy headers of an outgoing call could not be computed; the call is not made.
 
-    ``status_code`` makes OGX answer the client with a 500 carrying this message (the server is
-    misconfigured; the client can do nothing about it). The message names plugins and header
-    names, never header values.
+    The client gets a 500 with this message (the server is misconfigured; the client can do nothing
+    about it). The message names plugins and header names, never header values.
     """
 
     status_code = 500

@@ -13,6 +13,7 @@ import pytest
 from fairness_helpers import person
 from ogx.core.distribution import get_external_providers_from_module
 from ogx.core.exceptions.translation import translate_exception
+from ogx.core.server import server as ogx_server
 from ogx.core.utils.dynamic import instantiate_class_type
 from ogx.providers.remote.inference.vllm.vllm import VLLMInferenceAdapter
 from ogx.providers.utils.inference.anthropic_mixin import AnthropicMixin
@@ -34,12 +35,12 @@ from ogx_tenancy_vllm_fairness import plugin
 from ogx_tenancy_vllm_fairness.fairness import GIE_FAIRNESS_ID, GIE_OBJECTIVE, LLMD_FAIRNESS_ID, LLMD_OBJECTIVE
 from ogx_tenancy_vllm_fairness.ogx_adapter import (
     PROVIDER_TYPE,
+    TenancyHeadersRefused,
     TenancyVLLMConfig,
     TenancyVLLMInferenceAdapter,
     get_adapter_impl,
     get_provider_spec,
 )
-from ogx_tenancy_vllm_fairness.outgoing import OutgoingHeadersError
 
 # Public coroutine methods of OGX 1.5's vLLM adapter, by what they do upstream. A method OGX adds or
 # removes fails test_every_upstream_method_is_covered: decide which group it belongs to.
@@ -189,9 +190,8 @@ async def test_a_conflict_fails_the_call_before_anything_is_sent(upstream):
     impl = await get_adapter_impl(TenancyVLLMConfig(base_url=upstream.openai_base_url), {})
     impl.__provider_id__, impl.__provider_spec__ = "vllm", get_provider_spec()
     upstream.clear()
-    with acting_as(USER), pytest.raises(OutgoingHeadersError, match="'clash' and 'vllm_fairness'"):
+    with acting_as(USER), pytest.raises(TenancyHeadersRefused, match="'clash' and 'vllm_fairness'"):
         await CALLS["chat"][0](impl)
-    assert translate_exception(OutgoingHeadersError("conflict")).status_code == 500
     assert upstream.requests() == []
 
 
@@ -279,3 +279,10 @@ def test_the_injection_points_exist_with_the_signatures_relied_on():
     assert "self._anthropic_headers()" in inspect.getsource(AnthropicMixin.anthropic_messages)
     assert "self._build_httpx_client_kwargs(" in inspect.getsource(VLLMInferenceAdapter.rerank)
     assert "self._build_httpx_client_kwargs(" in inspect.getsource(VLLMInferenceAdapter.health)
+
+
+def test_a_refused_call_is_answered_500_with_its_message_by_a_handler_that_does_not_reraise():
+    translated = translate_exception(TenancyHeadersRefused("plugins 'a' and 'b' disagree"))
+    assert (translated.status_code, translated.detail) == (500, "plugins 'a' and 'b' disagree")
+    # OGX registers ConflictError with a specific handler; only the generic Exception handler re-raises
+    assert "app.exception_handler(ConflictError)(global_exception_handler)" in inspect.getsource(ogx_server.create_app)
