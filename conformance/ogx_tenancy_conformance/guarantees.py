@@ -78,6 +78,9 @@ HEADERS_WELL_FORMED = Clause("headers-well-formed", "outgoing headers are valid 
 HEADERS_FOR_USER = Clause("headers-for-user", "a user's outgoing calls carry the plugin's user headers")
 HEADERS_PURE = Clause("headers-pure", "outgoing headers depend only on the request, identity and settings")
 DECLARED_CAPABILITIES = Clause("declared-capabilities", "a store declares exactly the capabilities its harness pins")
+SERVICES_ON_STORE = Clause(
+    "services-on-store", "the core's prompts, batches and connectors services work on the backend, per caller"
+)
 DEPLOYMENT_ISOLATION = Clause("deployment-isolation", "a user never reads, changes or deletes another user's resources")
 FAIRNESS_HEADERS = Clause(
     "fairness-headers", "each user's inference calls reach the upstream with that user's fairness headers"

@@ -72,7 +72,7 @@ def conformance_test(
         where = function.__qualname__
         if _REGISTERED.setdefault(test_id, where) != where:
             raise ValueError(f"test id {test_id!r} used by both {_REGISTERED[test_id]} and {where}")
-        summary = (inspect.getdoc(function) or "").split("\n", 1)[0]
+        summary = " ".join((inspect.getdoc(function) or "").split("\n\n", 1)[0].split())
         spec = TestSpec(test_id, clause, needs, summary)
         _SPECS[test_id] = spec
         target = run_sync(function) if inspect.iscoroutinefunction(function) else function

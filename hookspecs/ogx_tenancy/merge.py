@@ -27,6 +27,9 @@ def merge_identities(contributions: Iterable[tuple[str, Identity]]) -> Identity 
     ordered = sorted(contributions, key=lambda item: item[0])
     if not ordered:
         return None
+    if len(ordered) == 1:  # the common case, on every request: nothing to merge or disagree with
+        only = ordered[0][1]
+        return only if only.principal is not None else None
     claims = [(plugin, identity.principal) for plugin, identity in ordered if identity.principal is not None]
     if len(claims) > 1:
         log.warning("two plugins claimed the principal", plugins=[plugin for plugin, _ in claims])

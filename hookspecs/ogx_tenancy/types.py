@@ -102,55 +102,79 @@ class RequestHeaders:
     ``get_all_raw`` to apply a stricter decoding such as UTF-8.
     """
 
-    __slots__ = ("_index", "_raw")
+    __slots__ = ("_first", "_raw", "_repeated")
 
     def __init__(self, raw: Iterable[tuple[bytes, bytes]]):
         self._raw: tuple[tuple[bytes, bytes], ...] = tuple(raw)
-        self._index: dict[str, list[bytes]] | None = None
+        # Built on first use: lower-case name -> first value, and every value of the (rare) names
+        # received more than once. This runs on every request, hence the two shapes.
+        self._first: dict[bytes, bytes] | None = None
+        self._repeated: dict[bytes, list[bytes]] = {}
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> RequestHeaders:
         """Build from text pairs (tests, tools); names and values are encoded as Latin-1."""
         return cls((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in pairs)
 
-    def _lookup(self) -> dict[str, list[bytes]]:
-        if self._index is None:
-            index: dict[str, list[bytes]] = {}
-            for name, value in self._raw:
-                index.setdefault(name.decode("latin-1").lower(), []).append(value)
-            self._index = index
-        return self._index
+    def _index(self) -> dict[bytes, bytes]:
+        if self._first is None:
+            last = dict(self._raw)
+            # ASGI servers send lower-case names; when every name is also unique, dict() is the index
+            if len(last) == len(self._raw) and all(map(bytes.islower, last)):
+                self._first = last
+            else:
+                first: dict[bytes, bytes] = {}
+                seen: dict[bytes, list[bytes]] = {}
+                for name, value in self._raw:
+                    key = name.lower()
+                    first.setdefault(key, value)
+                    seen.setdefault(key, []).append(value)
+                self._repeated = {key: values for key, values in seen.items() if len(values) > 1}
+                self._first = first
+        return self._first
+
+    @staticmethod
+    def _key(name: str) -> bytes | None:
+        try:
+            return name.lower().encode("latin-1")
+        except UnicodeEncodeError:  # no header name can hold it
+            return None
 
     def get_all_raw(self, name: str) -> list[bytes]:
         """Every value received for ``name``, as bytes, in arrival order."""
-        return list(self._lookup().get(name.lower(), ()))
+        first = self._index()
+        key = self._key(name)
+        if key in self._repeated:
+            return list(self._repeated[key])
+        value = first.get(key)  # type: ignore[arg-type]
+        return [] if value is None else [value]
 
     def get_all(self, name: str) -> list[str]:
         """Every value received for ``name``, decoded as Latin-1, in arrival order."""
-        return [value.decode("latin-1") for value in self._lookup().get(name.lower(), ())]
+        return [value.decode("latin-1") for value in self.get_all_raw(name)]
 
     def get_single(self, name: str) -> str | None:
         """The one value of ``name``, or None when absent.
 
         :raises IdentityRejected: (400) when the header arrived more than once.
         """
-        values = self._lookup().get(name.lower())
-        if not values:
-            return None
-        if len(values) > 1:
+        first = self._index()
+        key = self._key(name)
+        if key in self._repeated:
             raise IdentityRejected(400, f"header {name} was sent more than once", header=name)
-        return values[0].decode("latin-1")
+        value = first.get(key)  # type: ignore[arg-type]
+        return None if value is None else value.decode("latin-1")
 
     def names(self) -> list[str]:
         """The distinct header names received, lower-cased, in first-arrival order."""
-        return list(self._lookup())
+        return [name.decode("latin-1") for name in self._index()]
 
     def raw(self) -> tuple[tuple[bytes, bytes], ...]:
         """The raw ASGI header pairs."""
         return self._raw
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._lookup()
+        return isinstance(name, str) and self._key(name) in self._index()
 
     def __repr__(self) -> str:  # values may be secrets: show names only
         return f"RequestHeaders(names={self.names()!r})"

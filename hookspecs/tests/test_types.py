@@ -47,6 +47,25 @@ def test_request_headers_show_every_value_case_insensitively():
     assert headers.names() == ["x-user", "x-team"]
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [(b"x-a", b"1"), (b"x-b", b"2")],  # what ASGI servers send: the dict() fast path
+        [(b"x-a", b"1"), (b"x-b", b"2"), (b"x-a", b"3")],
+        [(b"X-A", b"1"), (b"x-b", b"2")],
+        [(b"x-a", b"1"), (b"X-a", b"3"), (b"123", b"4")],
+        [],
+    ],
+)
+def test_request_headers_lookup_matches_a_plain_scan(raw):
+    headers = RequestHeaders(raw)
+    for name in ("x-a", "X-A", "x-b", "123", "x-none", "x-\u0100"):
+        expected = [value for key, value in raw if key.decode("latin-1").lower() == name.lower()]
+        assert headers.get_all_raw(name) == expected
+        assert (name in headers) == bool(expected)
+    assert headers.names() == list(dict.fromkeys(key.decode("latin-1").lower() for key, _ in raw))
+
+
 def test_duplicated_header_is_refused_by_get_single():
     headers = RequestHeaders.from_pairs([("X-User", "alice"), ("x-user", "alice")])
     with pytest.raises(IdentityRejected) as info:

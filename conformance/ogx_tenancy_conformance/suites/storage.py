@@ -61,6 +61,7 @@ from ..guarantees import (
     OWNER_STAMPED,
     PLUGIN_LOADS,
     POLICY_DECIDES,
+    SERVICES_ON_STORE,
     STORE_ERRORS,
     TENANT_ISOLATION,
     Clause,
@@ -535,7 +536,7 @@ class StorageSuite(PluginSuite):
                     outcome = "created"
                 except AccessDenied:
                     outcome = "denied"
-            with system_context("conformance check"):
+            with system_context("conformance check", tenant_id=identity.tenant_id):
                 stored = await store.get(row_id)
             POLICY_DECIDES.require(
                 outcome == ("created" if allowed else "denied") and (stored is not None) == allowed,
@@ -872,6 +873,100 @@ class StorageSuite(PluginSuite):
         results = await asyncio.gather(*(worker(i) for i in range(48)))
         found = [p for r in results for p in r]
         NO_CONCURRENT_LEAK.require(not found, "\n".join(found[:10]))
+
+
+    # -- the core's resource services on this backend -------------------------------------------
+
+    @conformance_test("storage.service-prompts", TENANT_ISOLATION)
+    async def test_service_prompts(self, storage: StorageContext) -> None:
+        """The prompts service on this backend: versions and exactly one default per prompt; another
+        tenant's user with the same team name neither lists, reads nor changes it; a teammate reads it."""
+        services = _services()
+        prompts = await services.prompts.PromptService.open(lambda c: storage.backend.open_store(c, Policy.default()))
+        with acting_as(ALICE.identity()):
+            created = await prompts.create("hello {{ name }}", ["name"])
+            await prompts.update(created.prompt_id, "hi {{ name }}", 1, ["name"], set_as_default=False)
+            versions = await prompts.list_versions(created.prompt_id)
+        SERVICES_ON_STORE.require(
+            [v.version for v in versions] == [1, 2] and [v.is_default for v in versions] == [True, False],
+            f"versions after one update (not default): {versions}",
+        )
+        with acting_as(BOB.identity()):
+            listed = [p.prompt_id for p in await prompts.list()]
+            TENANT_ISOLATION.require(created.prompt_id not in listed, "bob (tenant-beta) lists alice's prompt")
+            for attempt in (prompts.get(created.prompt_id), prompts.set_default(created.prompt_id, 2),
+                            prompts.update(created.prompt_id, "stolen", 2), prompts.delete(created.prompt_id)):
+                outcome = await _service_outcome(attempt)
+                TENANT_ISOLATION.require(outcome in (403, 404), f"bob acting on alice's prompt got {outcome}")
+        with acting_as(CAROL.identity()):
+            seen = await prompts.get(created.prompt_id)
+            SERVICES_ON_STORE.require(seen.version == 1, f"carol (alice's teammate) reads {seen}")
+        with acting_as(ALICE.identity()):
+            await prompts.set_default(created.prompt_id, 2)
+            defaults = [v.version for v in await prompts.list_versions(created.prompt_id) if v.is_default]
+            SERVICES_ON_STORE.require(defaults == [2], f"defaults after set_default(2): {defaults}")
+
+    @conformance_test("storage.service-batches", SERVICES_ON_STORE)
+    async def test_service_batches(self, storage: StorageContext) -> None:
+        """The batches service on this backend: idempotency keys are per caller (two tenants reusing a
+        key get their own batches, no error), a retry returns the same batch, others cannot read it."""
+        services = _services()
+        batches = await services.batches.BatchService.open(lambda c: storage.backend.open_store(c, Policy.default()))
+        request = {"input_file_id": "file-1", "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+        made = {}
+        for user in (ALICE, BOB):
+            with acting_as(user.identity()):
+                record, created = await batches.create(**request, idempotency_key="same-key")
+                SERVICES_ON_STORE.require(created, f"{user.principal}'s first use of the key did not create a batch")
+                made[user.principal] = record.id
+        SERVICES_ON_STORE.require(made["alice"] != made["bob"], f"two callers got one batch for one key: {made}")
+        with acting_as(ALICE.identity()):
+            again, created = await batches.create(**request, idempotency_key="same-key")
+            SERVICES_ON_STORE.require(not created and again.id == made["alice"], "a retry did not return the batch")
+        with acting_as(BOB.identity()):
+            outcome = await _service_outcome(batches.get(made["alice"]))
+            TENANT_ISOLATION.require(outcome == 404, f"bob reading alice's batch got {outcome}")
+
+    @conformance_test("storage.service-connectors", TENANT_ISOLATION)
+    async def test_service_connectors(self, storage: StorageContext) -> None:
+        """The connectors service on this backend: global connectors for all, a tenant's only for it."""
+        services = _services()
+        record = services.connectors.ConnectorRecord
+        connectors = await services.connectors.ConnectorService.open(
+            lambda c: storage.backend.open_store(c, Policy.default())
+        )
+        await connectors.sync([record("everyone", "http://global/mcp")],
+                              {ALICE.tenant_id: [record("alpha-only", "http://alpha/mcp")]})
+        for user, expected in ((ALICE, {"everyone", "alpha-only"}), (BOB, {"everyone"})):
+            with acting_as(user.identity()):
+                got = {c.connector_id for c in await connectors.list()}
+                TENANT_ISOLATION.require(got == expected, f"{user.principal} sees connectors {sorted(got)}")
+        with acting_as(BOB.identity()):
+            outcome = await _service_outcome(connectors.get("alpha-only"))
+            TENANT_ISOLATION.require(outcome == 404, f"bob reading tenant-alpha's connector got {outcome}")
+
+
+def _services() -> Any:
+    try:
+        from ogx_tenancy import services
+        from ogx_tenancy.services import batches, connectors, prompts  # noqa: F401
+    except ImportError:
+        pytest.skip("this version of the core (ogx-tenancy) has no resource services")
+    return services
+
+
+async def _service_outcome(awaitable: Any) -> int:
+    """The HTTP status a service call ends with (200 when it succeeds)."""
+    try:
+        await awaitable
+    except (AccessDenied, RowNotFound, RowConflict, InvalidRowData) as e:
+        return e.status
+    except Exception as e:  # noqa: BLE001
+        status = getattr(e, "status", None)
+        if isinstance(status, int):
+            return status
+        raise STORE_ERRORS.fail(f"a service call raised {type(e).__name__}: {e}") from e
+    return 200
 
 
 class _Abort(Exception):

@@ -62,6 +62,10 @@ def run(config_path: str | Path, *, host_address: str | None = None, port: int |
         "port": port or server.port,
         "lifespan": "on",
         "workers": server.workers,
+        # Identity plugins must see the real socket peer: uvicorn's default would rewrite the client
+        # address from X-Forwarded-For for any local peer, letting a local client claim the gateway's.
+        # X-Forwarded-For stays in the headers, for plugins that count trusted hops.
+        "proxy_headers": False,
     }
     if server.tls_certfile and server.tls_keyfile:
         options.update(ssl_certfile=server.tls_certfile, ssl_keyfile=server.tls_keyfile)
