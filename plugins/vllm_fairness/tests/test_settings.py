@@ -3,7 +3,11 @@ and what was expected — validated the way the host validates it."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
+import yaml
 
 from ogx_tenancy.settings import ConfigError, validate_plugin_settings
 from ogx_tenancy_vllm_fairness.settings import AttributeSource, FairnessSettings
@@ -82,3 +86,18 @@ def test_the_opaque_key_is_never_echoed():
     assert secret not in error_for({"opaque_ids": {"key": secret}})
     settings = FairnessSettings.model_validate({"opaque_ids": {"key": "a-long-enough-secret-key"}})
     assert "a-long-enough-secret-key" not in repr(settings) and "a-long-enough-secret-key" not in str(settings)
+
+
+
+def test_the_readme_run_config_is_valid():
+    from ogx_tenancy_vllm_fairness.ogx_adapter import TenancyVLLMConfig
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "vllm_fairness:" in b)
+    config = yaml.safe_load(block.replace("${env.FAIRNESS_ID_KEY}", "a-long-enough-secret-key"))
+    block = config["tenancy"]["plugins"]["vllm_fairness"]
+    settings = validate_plugin_settings("vllm_fairness", FairnessSettings, block)
+    assert settings.header_names == "both" and settings.opaque_ids is not None
+    (provider,) = config["providers"]["inference"]
+    assert (provider["provider_type"], provider["module"]) == ("remote::vllm-tenancy", "ogx_tenancy_vllm_fairness")
+    assert str(TenancyVLLMConfig(**provider["config"]).base_url).startswith("http://llm-d-gateway")
