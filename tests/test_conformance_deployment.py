@@ -1,7 +1,8 @@
 """The deployment-level conformance suite against real OGX 1.5 servers.
 
 * OGX started through ``ogx-tenancy run`` with the MaaS identity plugin (gateway trusted by CIDR),
-  SQLite storage and our prompts service: ``ogx-tenancy-conformance deployment`` passes.
+  our prompts and batches on SQLite and inference through the fairness provider to a recording
+  upstream: ``ogx-tenancy-conformance deployment`` passes, fairness headers included.
 * Plain OGX 1.5 (``ogx run``) with its ``upstream_header`` auth and default policy, given the very
   same identities: the suite reports the failures OGX-1.5-NOTES.md describes — users whose only
   common group is ``system:authenticated`` see each other's prompts and files, and a duplicated
@@ -22,6 +23,8 @@ from typing import Any
 import pytest
 import yaml
 from support.ogx import OgxServer, base_run_config
+from support.services import services_config
+from support.upstream import RecordingUpstream
 
 pytestmark = pytest.mark.ogx_server
 
@@ -31,9 +34,10 @@ GROUPS = {
     "bob": ["system:authenticated", "team-b"],
 }
 SUBSCRIPTION = {"alice": "alpha", "carol": "alpha", "bob": "beta"}
+CHAT_MODEL = "vllm/test-chat"
 
 
-def identities_file(path: Path) -> Path:
+def identities_file(path: Path, upstream: RecordingUpstream | None = None) -> Path:
     """Three MaaS users: alice and carol share team-a (tenant alpha); bob is alone in tenant beta. All
     three carry the pseudo-group system:authenticated, as every OpenShift user does."""
     data: dict[str, Any] = {
@@ -53,6 +57,12 @@ def identities_file(path: Path) -> Path:
         # the gateway is 127.0.0.1; a client connecting from 127.0.0.2 is not the gateway
         "untrusted": {"source_address": "127.0.0.2"},
     }
+    if upstream is not None:
+        data["model"] = CHAT_MODEL
+        data["upstream"] = {
+            "records_url": f"{upstream.base_url}/_upstream/requests",
+            "fairness_headers": ["x-gateway-inference-fairness-id"],
+        }
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -91,16 +101,28 @@ def outcomes(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def ours(tmp_path_factory):
+def upstream():
+    with RecordingUpstream() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory, upstream):
+    """The whole stack: MaaS identity (gateway trusted by CIDR, tenant from the subscription), our
+    prompts and batches on SQLite, inference through the fairness provider to a recording upstream,
+    OGX's multi-tenant mode."""
     workdir = tmp_path_factory.mktemp("conformance-ours")
-    config = base_run_config(workdir / "state")
-    config["tenancy"] = {
-        "plugins": {"maas": {"trusted_proxy_cidrs": ["127.0.0.1/32"], "tenant_from_attribute": "namespaces"}},
-        "storage": {"backend": "sqlite", "config": {"path": str(workdir / "state" / "tenancy.db")}},
-        "services": {"prompts": {}},
+    config = services_config(
+        workdir / "state",
+        upstream_url=upstream.openai_base_url,
+        storage={"backend": "sqlite", "config": {"path": str(workdir / "state" / "tenancy.db")}},
+    )
+    config["tenancy"]["plugins"] = {
+        "maas": {"trusted_proxy_cidrs": ["127.0.0.1/32"], "tenant_from_attribute": "namespaces"},
+        "vllm_fairness": {"sources": ["tenant"], "header_names": "gie"},
     }
     # only the plugins this deployment is about, whatever else is installed (the host loads them by name)
-    with OgxServer(config, workdir, env={"OGX_TENANCY_PLUGINS": "maas,sql"}) as server:
+    with OgxServer(config, workdir, env={"OGX_TENANCY_PLUGINS": "maas,sql,vllm_fairness"}) as server:
         yield server
 
 
@@ -120,8 +142,8 @@ def plain(tmp_path_factory):
         yield server
 
 
-def test_our_deployment_conforms(ours, tmp_path):
-    completed, report = run_suite(ours.base_url, identities_file(tmp_path / "ids.yaml"), tmp_path)
+def test_our_deployment_conforms(ours, upstream, tmp_path):
+    completed, report = run_suite(ours.base_url, identities_file(tmp_path / "ids.yaml", upstream), tmp_path)
     results = outcomes(report)
     failed = {i: r["message"] for i, r in results.items() if r["outcome"] in ("failed", "error", "xpassed")}
     assert not failed, f"{failed}\n{completed.stdout[-3000:]}\n{ours.log_tail()}"

@@ -36,10 +36,17 @@ class SuiteRun:
 def run_cli(tmp_path: Path):
     def run(*args: str, timeout: float = 600) -> SuiteRun:
         json_path, junit_path = tmp_path / "report.json", tmp_path / "report.xml"
-        extra = ["--json", str(json_path), "--junit", str(junit_path)] if args and args[0] in ("plugin", "deployment") else []
+        extra = (
+            ["--json", str(json_path), "--junit", str(junit_path)]
+            if args and args[0] in ("plugin", "deployment")
+            else []
+        )
         completed = subprocess.run(
             [sys.executable, "-m", "ogx_tenancy_conformance.cli", *args, *extra],
-            capture_output=True, text=True, timeout=timeout, cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=tmp_path,
         )
         report = json.loads(json_path.read_text()) if json_path.exists() else None
         junit = junit_path.read_text() if junit_path.exists() else None

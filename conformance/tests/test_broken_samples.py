@@ -6,16 +6,26 @@ import pytest
 
 CASES = {
     # plugin: (test id that must fail, words its message must contain)
-    "broken_page2_leak": ("storage.tenant-isolation-paging[acme-memory-default]",
-                          ["core guarantee broken [tenant-isolation]", "page 2", "tenant-beta"]),
-    "broken_unchecked_create": ("storage.create-is-checked[acme-memory-writers-create]",
-                                ["contract broken [policy-decides]", "create", "the policy denies create"]),
-    "broken_duplicate_header": ("identity.duplicated-header-refused",
-                                ["core guarantee broken [no-untrusted-identity]", "sent twice", "was believed"]),
-    "broken_global_header": ("headers.identity-argument-only",
-                             ["core guarantee broken [no-concurrent-leak]", "while acting as"]),
-    "broken_trusts_client": ("identity.forged-request-refused",
-                             ["core guarantee broken [no-untrusted-identity]", "forged request", "was believed"]),
+    "broken_page2_leak": (
+        "storage.tenant-isolation-paging[acme-memory-default]",
+        ["core guarantee broken [tenant-isolation]", "page 2", "tenant-beta"],
+    ),
+    "broken_unchecked_create": (
+        "storage.create-is-checked[acme-memory-writers-create]",
+        ["contract broken [policy-decides]", "create", "the policy denies create"],
+    ),
+    "broken_duplicate_header": (
+        "identity.duplicated-header-refused",
+        ["core guarantee broken [no-untrusted-identity]", "sent twice", "was believed"],
+    ),
+    "broken_global_header": (
+        "headers.identity-argument-only",
+        ["core guarantee broken [no-concurrent-leak]", "while acting as"],
+    ),
+    "broken_trusts_client": (
+        "identity.forged-request-refused",
+        ["core guarantee broken [no-untrusted-identity]", "forged request", "was believed"],
+    ),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-AUTHOR_TESTS = '''
+AUTHOR_TESTS = """
 from ogx_tenancy_conformance import HeaderSuite, IdentitySuite, StorageSuite
 from ogx_tenancy_sample_third_party.conformance import AcmeHeaderHarness, AcmeIdentityHarness, AcmeStorageHarness
 
@@ -24,7 +24,7 @@ class TestAcmeHeaders(HeaderSuite):
     plugin_name = "sample_third_party"
     harness = AcmeHeaderHarness
     identifying_harness = AcmeIdentityHarness
-'''
+"""
 
 
 @pytest.mark.parametrize(
@@ -50,12 +50,14 @@ def test_subclassing_without_pytest_asyncio(pytester):
 
 def test_a_suite_without_harness_says_what_to_do(pytester):
     pytester.makeini("[pytest]\n")
-    pytester.makepyfile(test_bare="""
+    pytester.makepyfile(
+        test_bare="""
 from ogx_tenancy_conformance import IdentitySuite
 
 class TestBare(IdentitySuite):
     plugin_name = "sample_third_party"
-""")
+"""
+    )
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider", "-k", "plugin_loads")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*set harness = <your IdentityHarness subclass>*"])

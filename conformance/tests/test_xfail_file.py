@@ -6,8 +6,9 @@ from __future__ import annotations
 
 def test_expected_failure_is_reported_as_xfail(run_cli, tmp_path):
     xfails = tmp_path / "xfails.txt"
-    xfails.write_text("storage.create-is-checked[acme-memory-writers-create]   # we know: fixed in 0.2\n"
-                      "storage.no-such-test\n")
+    xfails.write_text(
+        "storage.create-is-checked[acme-memory-writers-create]   # we know: fixed in 0.2\nstorage.no-such-test\n"
+    )
     run = run_cli("plugin", "broken_unchecked_create", "--xfails", str(xfails))
     assert run.returncode == 0, run.stdout[-3000:]
     results = run.results()

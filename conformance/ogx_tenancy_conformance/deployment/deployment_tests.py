@@ -31,6 +31,7 @@ from .config import IdentitiesFile, load_identities
 
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 NOT_SERVED = (404, 405, 501)
+FINISHED_BATCH = ("completed", "failed", "cancelled", "cancelling", "expired")
 
 
 @dataclass
@@ -75,11 +76,24 @@ class Deployment:
         for item in reversed(self.created):
             if item.delete_path is None:
                 continue
-            response = self.as_(item.owner, item.delete_method, item.delete_path)
+            try:
+                if item.kind == "batches" and self._batch_finished(item):
+                    continue  # a finished batch cannot be cancelled, and batches cannot be deleted
+                response = self.as_(item.owner, item.delete_method, item.delete_path)
+            except httpx.HTTPError as e:
+                left.append(
+                    f"{item.kind} {item.id} (owner {item.owner}): {item.delete_method} {item.delete_path} "
+                    f"failed without an HTTP answer ({type(e).__name__}: {e})"
+                )
+                continue
             if response.status_code >= 300 and response.status_code != 404:
-                left.append(f"{item.kind} {item.id} (owner {item.owner}): HTTP {response.status_code}")
+                left.append(f"{item.kind} {item.id} (owner {item.owner}): {_brief(response)}")
         self.created = [c for c in self.created if c.delete_path is None]
         return left
+
+    def _batch_finished(self, item: Created) -> bool:
+        response = self.as_(item.owner, "GET", f"/v1/batches/{item.id}")
+        return response.status_code == 200 and response.json().get("status") in FINISHED_BATCH
 
     def clause_for(self, owner: str, other: str) -> Clause:
         return TENANT_ISOLATION if self.file.across_tenants(owner, other) else DEPLOYMENT_ISOLATION

@@ -874,7 +874,6 @@ class StorageSuite(PluginSuite):
         found = [p for r in results for p in r]
         NO_CONCURRENT_LEAK.require(not found, "\n".join(found[:10]))
 
-
     # -- the core's resource services on this backend -------------------------------------------
 
     @conformance_test("storage.service-prompts", TENANT_ISOLATION)
@@ -894,8 +893,12 @@ class StorageSuite(PluginSuite):
         with acting_as(BOB.identity()):
             listed = [p.prompt_id for p in await prompts.list()]
             TENANT_ISOLATION.require(created.prompt_id not in listed, "bob (tenant-beta) lists alice's prompt")
-            for attempt in (prompts.get(created.prompt_id), prompts.set_default(created.prompt_id, 2),
-                            prompts.update(created.prompt_id, "stolen", 2), prompts.delete(created.prompt_id)):
+            for attempt in (
+                prompts.get(created.prompt_id),
+                prompts.set_default(created.prompt_id, 2),
+                prompts.update(created.prompt_id, "stolen", 2),
+                prompts.delete(created.prompt_id),
+            ):
                 outcome = await _service_outcome(attempt)
                 TENANT_ISOLATION.require(outcome in (403, 404), f"bob acting on alice's prompt got {outcome}")
         with acting_as(CAROL.identity()):
@@ -935,8 +938,9 @@ class StorageSuite(PluginSuite):
         connectors = await services.connectors.ConnectorService.open(
             lambda c: storage.backend.open_store(c, Policy.default())
         )
-        await connectors.sync([record("everyone", "http://global/mcp")],
-                              {ALICE.tenant_id: [record("alpha-only", "http://alpha/mcp")]})
+        await connectors.sync(
+            [record("everyone", "http://global/mcp")], {ALICE.tenant_id: [record("alpha-only", "http://alpha/mcp")]}
+        )
         for user, expected in ((ALICE, {"everyone", "alpha-only"}), (BOB, {"everyone"})):
             with acting_as(user.identity()):
                 got = {c.connector_id for c in await connectors.list()}
@@ -961,7 +965,7 @@ async def _service_outcome(awaitable: Any) -> int:
         await awaitable
     except (AccessDenied, RowNotFound, RowConflict, InvalidRowData) as e:
         return e.status
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         status = getattr(e, "status", None)
         if isinstance(status, int):
             return status

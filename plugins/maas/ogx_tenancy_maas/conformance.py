@@ -25,7 +25,10 @@ class MaasIdentityHarness(IdentityHarness):
     pseudo_groups = (("teams", "system:authenticated"),)
 
     def _headers(self, user: TestUser) -> list[tuple[str, str]]:
-        pairs = [("X-MaaS-Username", user.principal), ("X-MaaS-Group", json.dumps(list(user.attributes.get("teams", ()))))]
+        pairs = [
+            ("X-MaaS-Username", user.principal),
+            ("X-MaaS-Group", json.dumps(list(user.attributes.get("teams", ())))),
+        ]
         if user.tenant_id:
             pairs.append(("X-MaaS-Subscription", user.tenant_id))
         return pairs
