@@ -28,6 +28,7 @@ import json
 import statistics
 import sys
 import time
+import timeit
 from collections.abc import Callable
 from typing import Any
 
@@ -62,6 +63,7 @@ MAAS_IDENTITY = {
     "X-MaaS-Subscription": "acme",
 }
 GATEWAY_PEER = ("10.1.2.3", 40412)
+OGX_REFERENCE_US = 8.0  # OGX's upstream_header per request when the 12 µs target was set (issue 3)
 
 
 async def _inner_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -111,7 +113,9 @@ def build_cases() -> dict[str, tuple[Any, dict[str, Any]]]:
         _inner_app,
         AuthenticationConfig(
             provider_config=UpstreamHeaderAuthConfig(
-                principal_header="x-test-user", attribute_headers={"x-test-teams": "teams"}, tenant_header="x-test-tenant"
+                principal_header="x-test-user",
+                attribute_headers={"x-test-teams": "teams"},
+                tenant_header="x-test-tenant",
             )
         ),
     )
@@ -182,7 +186,7 @@ async def measure(cases: dict[str, tuple[Any, dict[str, Any]]], rounds: int, per
 
 
 def breakdown(iterations: int) -> dict[str, float]:
-    """Mean µs of each piece of the host+maas path, measured alone."""
+    """µs per call of each piece of the host+maas path, measured alone (best batch of ten)."""
     settings = MaasSettings(trusted_proxy_cidrs=["10.0.0.0/8"], hmac_key=HMAC_KEY, max_clock_skew_seconds=3600)
     raw = [*COMMON, *((k.lower().encode(), v.encode()) for k, v in MAAS_IDENTITY.items())]
     raw += [(k.lower().encode(), v.encode()) for k, v in sign(MAAS_IDENTITY, HMAC_KEY).items()]
@@ -209,15 +213,11 @@ def breakdown(iterations: int) -> dict[str, float]:
         "Identity.attributes_as_lists()": identity.attributes_as_lists,
         "acting_as(identity) enter+exit": acting,
     }
-    results = {}
-    for name, function in pieces.items():
-        for _ in range(1000):
-            function()
-        start = time.perf_counter_ns()
-        for _ in range(iterations):
-            function()
-        results[name] = (time.perf_counter_ns() - start) / iterations / 1000
-    return results
+    # the best of several batches: the machine is shared, and a piece alone has nothing to interleave with
+    batch = max(iterations // 10, 1)
+    return {
+        name: min(timeit.repeat(function, number=batch, repeat=10)) / batch * 1e6 for name, function in pieces.items()
+    }
 
 
 def main() -> int:
@@ -240,20 +240,26 @@ def main() -> int:
     for name, row in stats.items():
         print(f"{name:<28}{row['median_us']:>10.2f}{row['mean_us']:>10.2f}")
     print(f"host+header_identity / ogx-upstream-header (median): {ratio_simple:.2f}x  (target <= 1.5x)")
+    ratio_maas_plain = stats["host+maas"]["median_us"] / stats["ogx-upstream-header"]["median_us"]
     print(
         f"host+maas: {stats['host+maas']['median_us']:.2f} µs median (target <= 12 µs); "
         f"{ratio_maas:.2f}x ogx-upstream-header+cidr, which does no signature check"
     )
+    # The 12 µs target was set beside OGX's ~8 µs on a quiet machine; on a loaded one compare ratios.
+    print(
+        f"host+maas / ogx-upstream-header: {ratio_maas_plain:.2f}x, i.e. {OGX_REFERENCE_US * ratio_maas_plain:.1f} µs "
+        f"where OGX takes the {OGX_REFERENCE_US:.0f} µs it took when the target was set"
+    )
     pieces = breakdown(2000 if args.quick else 50_000)
-    print("\nwhere host+maas spends its time (mean µs, each piece measured alone)")
+    print("\nwhere host+maas spends its time (µs per call, each piece measured alone, best of 10 batches)")
     for name, micros in pieces.items():
         print(f"{name:<62}{micros:>8.2f}")
     for name, row in stats.items():
         print(json.dumps({"bench": "identity", "case": name, **{k: round(v, 3) for k, v in row.items()}}))
     print(json.dumps({"bench": "identity", "case": "ratio", "host_simple_over_ogx": round(ratio_simple, 3),
-                      "maas_over_ogx_cidr": round(ratio_maas, 3)}))
+                      "maas_over_ogx_cidr": round(ratio_maas, 3), "maas_over_ogx": round(ratio_maas_plain, 3)}))
     for name, micros in pieces.items():
-        print(json.dumps({"bench": "identity", "component": name.strip(), "mean_us": round(micros, 3)}))
+        print(json.dumps({"bench": "identity", "component": name.strip(), "best_us": round(micros, 3)}))
     return 0
 
 

@@ -77,10 +77,10 @@ class IdentityExtractor:
         for key in self.single_keys:
             values = get_all_raw(key)
             if values:
+                raw[key] = values[0]
                 if len(values) > 1 and repeated is None:
                     repeated = key
-                raw[key] = values[0]
-        if not any(key in raw for key in self.identity_keys):
+        if raw.keys().isdisjoint(self.identity_keys):
             return None
         if self.peer_check is not None:
             self.peer_check.verify(request.client, get_all_raw(FORWARDED_FOR))
