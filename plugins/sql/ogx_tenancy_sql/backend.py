@@ -2,11 +2,12 @@
 
 A ``SqlBackend`` owns one SQLAlchemy async engine. Stores borrow connections from it:
 
-* ``reading()`` — an autocommit connection (no BEGIN/COMMIT round trips); listing pages are
-  consistent through the keyset, not through a snapshot;
+* ``connection()`` — an autocommit connection (no BEGIN/COMMIT round trips) for reads and for
+  writes that are one statement (a create, an ``update_where`` decided in SQL), which the database
+  makes atomic on its own; listing pages are consistent through the keyset, not a snapshot;
 * ``writing()`` — a transaction of its own (``BEGIN IMMEDIATE`` on SQLite, so a writer holds the
   write lock from its first read and two writers never deadlock; READ COMMITTED with row locks
-  (``SELECT ... FOR UPDATE``) on PostgreSQL);
+  (``SELECT ... FOR UPDATE``) on PostgreSQL) for read-decide-write sequences;
 * inside ``transaction()`` both hand out the transaction's connection instead, found through a
   context variable — so every store of the backend used in the block, in this task and tasks it
   spawns inside the block, takes part in the one transaction. A nested ``transaction()`` is a
@@ -95,8 +96,8 @@ class SqlBackend:
         return self._transaction.get() is not None
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads."""
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads and single-statement writes (autocommit outside ``transaction()``)."""
         current = self._transaction.get()
         if current is not None:
             async with current.lock:
@@ -155,7 +156,13 @@ async def open_sqlite_backend(config: SqliteStorageConfig) -> SqlBackend:
     else:
         path = Path(config.path).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(f"sqlite+aiosqlite:///{path}", connect_args={"timeout": config.busy_timeout_ms / 1000})
+    # Every connection is returned with its transaction ended (engine.begin() commits or rolls back;
+    # reads never BEGIN), so the pool's extra rollback on return — a thread hop — is not needed.
+    engine = create_async_engine(
+        f"sqlite+aiosqlite:///{path}",
+        connect_args={"timeout": config.busy_timeout_ms / 1000},
+        pool_reset_on_return=None,
+    )
     _configure_sqlite(engine, config.busy_timeout_ms)
     log.info("sqlite backend opened", path=str(path) if cleanup is None else ":memory:")
     return SqlBackend(

@@ -8,27 +8,34 @@ owner and owner attributes. Here each atom becomes a predicate on the rows table
 * ``Unowned()`` -> ``owner_principal IS NULL`` (the store writes NULL for unowned; a CHECK forbids
   ``''``, and the layout upgrade rewrote legacy ``''`` owners to NULL);
 * ``OwnerShares(category, values)`` -> ``EXISTS`` a grants row ``(tenant_id, row_id, category, value)``
-  with ``value IN values`` (grants exist for owned rows only);
+  with ``value IN values`` (grants exist for owned rows only; triggers keep them in step);
 * ``IdEquals(i)`` -> ``id = i``; ``IdPrefix(p)`` -> ``id >= p AND id < successor(p)`` — an exact,
   index-served range (byte-order collation on both dialects; SQLite's ``LIKE`` is case-insensitive,
   so it would be wrong there, and a range needs no escaping at all);
 * ``IdRegex`` is not pushed down: stores filter with ``expr.relax(PUSHDOWN)`` and finish with
   ``expr.evaluate`` in Python.
 
-``cover`` finds index-served access paths that together contain every row an expression can accept;
-the listing query unions one ordered, limited scan per path (see ``listing``), so its cost follows
-the rows the caller can see, not the table.
+Statements are built once per *shape* and reused: ``shape(expr)`` is the expression with its
+literals taken out, ``bind_values(expr, name)`` the literals, named by their position in the tree
+(``f_0_1`` ...), and ``Compiler.condition(shape, name)`` the SQL with a bind parameter at each of
+those names. A missing or extra value is a loud error, never a silently wrong filter.
+
+``access_paths`` finds index-served ways into the rows that together contain every row an
+expression can accept; the listing query unions one ordered, limited scan per path (see
+``listing``), so its cost follows the rows the caller can see, not the table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
 from ogx_tenancy.policy import (
     FALSE,
+    TRUE,
     And,
     Const,
     Expr,
@@ -40,6 +47,9 @@ from ogx_tenancy.policy import (
     OwnerIs,
     OwnerShares,
     Unowned,
+    conjoin,
+    disjoin,
+    negate,
 )
 
 from .schema import CollectionTables
@@ -77,118 +87,211 @@ def prefix_upper_bound(prefix: str) -> str | None:
     return None
 
 
+def prepare(expr: Expr) -> Expr:
+    """``expr`` with atoms that can match no stored row replaced by FALSE (and ``IdPrefix('')`` by
+    TRUE), OwnerShares values de-duplicated and sorted — so equal decisions get equal shapes."""
+    match expr:
+        case OwnerIs(principal=principal):
+            return expr if principal and storable(principal) else FALSE
+        case OwnerShares(category=category, values=values):
+            kept = tuple(sorted({v for v in values if storable(v)}))
+            return OwnerShares(category, kept) if kept and storable(category) else FALSE
+        case IdEquals(identifier=identifier):
+            return expr if storable(identifier) else FALSE
+        case IdPrefix(prefix=prefix):
+            if not storable(prefix):
+                return FALSE
+            return TRUE if not prefix else expr
+        case Not(part=part):
+            return negate(prepare(part))
+        case And(parts=parts):
+            return conjoin(prepare(p) for p in parts)
+        case Or(parts=parts):
+            return disjoin(prepare(p) for p in parts)
+    return expr
+
+
+def shape(expr: Expr) -> Hashable:
+    """The structure of a prepared, pushable ``expr`` without its literals."""
+    match expr:
+        case Const(value=value):
+            return ("const", value)
+        case OwnerIs():
+            return ("owner",)
+        case Unowned():
+            return ("unowned",)
+        case OwnerShares():
+            return ("shares",)
+        case IdEquals():
+            return ("id",)
+        case IdPrefix(prefix=prefix):
+            return ("prefix", prefix_upper_bound(prefix) is not None)
+        case Not(part=part):
+            return ("not", shape(part))
+        case And(parts=parts):
+            return ("and", *(shape(p) for p in parts))
+        case Or(parts=parts):
+            return ("or", *(shape(p) for p in parts))
+        case IdRegex():
+            raise ValueError("IdRegex is not pushed down: compile expr.relax(PUSHDOWN) instead")
+    raise TypeError(f"not a policy expression: {type(expr).__name__}")
+
+
+def bind_values(expr: Expr, name: str, out: dict[str, Any]) -> dict[str, Any]:
+    """The literals of ``expr`` under the names ``Compiler.condition(shape(expr), name)`` binds."""
+    match expr:
+        case OwnerIs(principal=principal):
+            out[name] = principal
+        case OwnerShares(category=category, values=values):
+            out[f"{name}_c"] = category
+            out[f"{name}_v"] = list(values)
+        case IdEquals(identifier=identifier):
+            out[name] = identifier
+        case IdPrefix(prefix=prefix):
+            out[f"{name}_lo"] = prefix
+            upper = prefix_upper_bound(prefix)
+            if upper is not None:
+                out[f"{name}_hi"] = upper
+        case Not(part=part):
+            bind_values(part, f"{name}_0", out)
+        case And(parts=parts) | Or(parts=parts):
+            for i, part in enumerate(parts):
+                bind_values(part, f"{name}_{i}", out)
+    return out
+
+
 class Compiler:
-    """Turns ``Expr`` into SQLAlchemy conditions over one collection's tables."""
+    """Turns expression shapes and access paths into SQLAlchemy conditions over one collection."""
 
     def __init__(self, tables: CollectionTables):
         self.rows = tables.rows
         self.grants = tables.grants
 
-    def condition(self, expr: Expr) -> sa.ColumnElement[bool]:
-        """``expr`` as a WHERE condition on the rows table. ``expr`` must hold pushable atoms only."""
-        rows = self.rows
-        match expr:
-            case Const(value=value):
-                return sa.true() if value else sa.false()
-            case OwnerIs(principal=principal):
-                if not principal or not storable(principal):
-                    return sa.false()
-                return sa.and_(rows.c.owner_principal.is_not(None), rows.c.owner_principal == principal)
-            case Unowned():
+    def _bind(self, name: str, column: sa.Column, *, expanding: bool = False) -> sa.BindParameter:
+        return sa.bindparam(name, type_=column.type, expanding=expanding)
+
+    def condition(self, key: Hashable, name: str) -> sa.ColumnElement[bool]:
+        """The WHERE condition of shape ``key``, its literals bound under ``name`` (see ``bind_values``)."""
+        rows, kind = self.rows, key[0]
+        match kind:
+            case "const":
+                return sa.true() if key[1] else sa.false()
+            case "owner":
+                owner = rows.c.owner_principal
+                return sa.and_(owner.is_not(None), owner == self._bind(name, owner))
+            case "unowned":
                 return rows.c.owner_principal.is_(None)
-            case OwnerShares(category=category, values=values):
-                wanted = [v for v in values if storable(v)]
-                if not wanted or not storable(category):
-                    return sa.false()
+            case "shares":
                 g = self.grants
                 return sa.exists().where(
                     g.c.tenant_id == rows.c.tenant_id,
                     g.c.row_id == rows.c.id,
-                    g.c.category == category,
-                    g.c.value.in_(wanted),
+                    g.c.category == self._bind(f"{name}_c", g.c.category),
+                    g.c.value.in_(self._bind(f"{name}_v", g.c.value, expanding=True)),
                 )
-            case IdEquals(identifier=identifier):
-                return rows.c.id == identifier if storable(identifier) else sa.false()
-            case IdPrefix(prefix=prefix):
-                return self._id_range(prefix)
-            case Not(part=part):
-                return sa.not_(self.condition(part))
-            case And(parts=parts):
-                return sa.and_(*(self.condition(p) for p in parts))
-            case Or(parts=parts):
-                return sa.or_(*(self.condition(p) for p in parts))
-            case IdRegex():
-                raise ValueError("IdRegex is not pushed down: compile expr.relax(PUSHDOWN) instead")
-        raise TypeError(f"not a policy expression: {type(expr).__name__}")
+            case "id":
+                return rows.c.id == self._bind(name, rows.c.id)
+            case "prefix":
+                return self._id_range(name, bounded=key[1])
+            case "not":
+                return sa.not_(self.condition(key[1], f"{name}_0"))
+            case "and":
+                return sa.and_(*(self.condition(k, f"{name}_{i}") for i, k in enumerate(key[1:])))
+            case "or":
+                return sa.or_(*(self.condition(k, f"{name}_{i}") for i, k in enumerate(key[1:])))
+        raise AssertionError(key)
 
-    def _id_range(self, prefix: str) -> sa.ColumnElement[bool]:
-        if not storable(prefix):
-            return sa.false()
-        if not prefix:
-            return sa.true()
-        upper = prefix_upper_bound(prefix)
-        low = self.rows.c.id >= prefix
-        return low if upper is None else sa.and_(low, self.rows.c.id < upper)
+    def _id_range(self, name: str, *, bounded: bool) -> sa.ColumnElement[bool]:
+        low = self.rows.c.id >= self._bind(f"{name}_lo", self.rows.c.id)
+        return sa.and_(low, self.rows.c.id < self._bind(f"{name}_hi", self.rows.c.id)) if bounded else low
 
-    # -- access paths -------------------------------------------------------------------------
-
-    def access_paths(self, expr: Expr) -> list[AccessPath] | None:
-        """Index-served paths that together contain every row ``expr`` accepts (None: no such set;
-        scan the tenant). An empty list means ``expr`` accepts nothing."""
-        atoms = cover(expr)
-        if atoms is None:
-            return None
-        paths: list[AccessPath] = []
-        for principal in sorted({a.principal for a in atoms if isinstance(a, OwnerIs)}):
-            if principal and storable(principal):
-                paths.append(AccessPath("owner", owner=principal))
-        if any(isinstance(a, Unowned) for a in atoms):
-            paths.append(AccessPath("unowned"))
-        shares: dict[str, set[str]] = {}
-        for a in atoms:
-            if isinstance(a, OwnerShares) and storable(a.category):
-                shares.setdefault(a.category, set()).update(v for v in a.values if storable(v))
-        shares = {c: v for c, v in shares.items() if v}
-        if shares:
-            paths.append(AccessPath("grants", shares=tuple(sorted((c, tuple(sorted(v))) for c, v in shares.items()))))
-        ids = sorted({a.identifier for a in atoms if isinstance(a, IdEquals) and storable(a.identifier)})
-        if ids:
-            paths.append(AccessPath("ids", ids=tuple(ids)))
-        for prefix in sorted({a.prefix for a in atoms if isinstance(a, IdPrefix)}):
-            paths.append(AccessPath("prefix", prefix=prefix))
-        return paths
-
-    def path_condition(self, path: AccessPath, tenant_id: str | None) -> sa.ColumnElement[bool]:
-        """The index-served condition selecting ``path``'s rows in ``tenant_id`` (None: any tenant)."""
+    def path_condition(self, path: Hashable, name: str, tenant: sa.ColumnElement | None) -> sa.ColumnElement[bool]:
+        """The index-served condition selecting the rows of access path shape ``path``
+        (``AccessPath.shape()``) in ``tenant`` (None: any tenant); values bound under ``name``."""
         rows = self.rows
-        match path.kind:
+        kind, categories, bounded = path  # type: ignore[misc]
+        match kind:
             case "owner":
-                return rows.c.owner_principal == path.owner
+                return rows.c.owner_principal == self._bind(name, rows.c.owner_principal)
             case "unowned":
                 return rows.c.owner_principal.is_(None)
             case "grants":
                 g = self.grants
-                matches = sa.or_(*(sa.and_(g.c.category == c, g.c.value.in_(values)) for c, values in path.shares))
-                if tenant_id is None:
+                matches = sa.or_(
+                    *(
+                        sa.and_(
+                            g.c.category == self._bind(f"{name}_{i}_c", g.c.category),
+                            g.c.value.in_(self._bind(f"{name}_{i}_v", g.c.value, expanding=True)),
+                        )
+                        for i in range(categories)
+                    )
+                )
+                if tenant is None:
                     granted = sa.select(g.c.tenant_id, g.c.row_id).where(matches)
                     return sa.tuple_(rows.c.tenant_id, rows.c.id).in_(granted)
-                return rows.c.id.in_(sa.select(g.c.row_id).where(g.c.tenant_id == tenant_id, matches))
+                return rows.c.id.in_(sa.select(g.c.row_id).where(g.c.tenant_id == tenant, matches))
             case "ids":
-                return rows.c.id.in_(path.ids)
+                return rows.c.id.in_(self._bind(name, rows.c.id, expanding=True))
             case "prefix":
-                return self._id_range(path.prefix or "")
-        raise AssertionError(path.kind)
+                return self._id_range(name, bounded=bounded)
+        raise AssertionError(kind)
 
 
 @dataclass(frozen=True, slots=True)
 class AccessPath:
-    """One index-served way into the rows: by owner, unowned, by grant, by id or id prefix."""
+    """One index-served way into the rows: by owner, unowned, by grant, by id or by id prefix."""
 
     kind: str
     owner: str | None = None
     shares: tuple[tuple[str, tuple[str, ...]], ...] = ()
     ids: tuple[str, ...] = ()
     prefix: str | None = None
+
+    @property
+    def bounded(self) -> bool:
+        return self.prefix is not None and prefix_upper_bound(self.prefix) is not None
+
+    def shape(self) -> Hashable:
+        return (self.kind, len(self.shares), self.bounded)
+
+    def bind_values(self, name: str, out: dict[str, Any]) -> None:
+        match self.kind:
+            case "owner":
+                out[name] = self.owner
+            case "grants":
+                for i, (category, values) in enumerate(self.shares):
+                    out[f"{name}_{i}_c"] = category
+                    out[f"{name}_{i}_v"] = list(values)
+            case "ids":
+                out[name] = list(self.ids)
+            case "prefix":
+                out[f"{name}_lo"] = self.prefix
+                if self.bounded:
+                    out[f"{name}_hi"] = prefix_upper_bound(self.prefix or "")
+
+
+def access_paths(expr: Expr) -> list[AccessPath] | None:
+    """Index-served paths that together contain every row the prepared ``expr`` accepts.
+
+    None when no such set exists (scan the tenant); an empty list when ``expr`` accepts nothing.
+    """
+    atoms = cover(expr)
+    if atoms is None:
+        return None
+    paths = [AccessPath("owner", owner=p) for p in sorted({a.principal for a in atoms if isinstance(a, OwnerIs)})]
+    if any(isinstance(a, Unowned) for a in atoms):
+        paths.append(AccessPath("unowned"))
+    shares: dict[str, set[str]] = {}
+    for a in atoms:
+        if isinstance(a, OwnerShares):
+            shares.setdefault(a.category, set()).update(a.values)
+    if shares:
+        paths.append(AccessPath("grants", shares=tuple(sorted((c, tuple(sorted(v))) for c, v in shares.items()))))
+    ids = sorted({a.identifier for a in atoms if isinstance(a, IdEquals)})
+    if ids:
+        paths.append(AccessPath("ids", ids=tuple(ids)))
+    paths += [AccessPath("prefix", prefix=p) for p in sorted({a.prefix for a in atoms if isinstance(a, IdPrefix)})]
+    return paths
 
 
 _PATH_COST = {IdEquals: 1, OwnerIs: 2, IdPrefix: 3, OwnerShares: 4, Unowned: 5}

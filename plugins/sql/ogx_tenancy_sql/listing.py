@@ -3,158 +3,208 @@
 Rows are ordered by ``(order column, id, tenant_id)`` — ascending, or all three descending; NULL
 order values sort as the smallest value on both dialects (first ascending, last descending). A
 cursor is the key of the last row returned; the next page is the rows strictly after it, so pages
-stay exact under concurrent inserts and deletes (nothing is skipped or repeated, a row inserted
+stay exact under concurrent inserts and deletes (nothing is skipped or repeated; a row inserted
 behind the cursor simply appears on no later page).
 
-One *branch* per (tenant of the caller's partition, access path, key segment) selects the keys of
-at most ``limit`` rows in order through an index whose leading columns are equalities:
+One *branch* per (tenant of the caller's partition, access path, key segment) selects at most
+``limit`` rows in order through an index whose leading columns are equalities:
 
 * tenant: ``tenant_id = X`` — each partition tenant separately, so the scan is ordered;
-* access path (``compile.Compiler.access_paths``): ``owner_principal = p``, ``owner_principal IS
-  NULL``, ``id IN (grants of the caller's attribute values)``, ``id IN (...)``, an id range — or,
-  when the policy bounds nothing, the whole tenant;
+* access path (``compile.access_paths``): ``owner_principal = p``, ``owner_principal IS NULL``,
+  ``id IN (grants of the caller's attribute values)``, ``id IN (...)``, an id range — or, when the
+  policy bounds nothing, the whole tenant;
 * key segment: the part of the order after the cursor, split where NULL order values begin or end
   so each part is one index range.
 
-Every branch also carries the full pushed-down policy filter and the caller's ``where``; their
-union (duplicates removed) is ordered and cut to ``limit``, then joined back to the rows. A single
-branch is queried directly.
+Every branch also carries the full pushed-down policy filter and the caller's ``where``; the keys
+of their union (duplicates removed) are ordered and cut to ``limit``, then joined back to the rows.
+A single branch is queried directly.
+
+Statements depend only on a ``ListingShape`` and are cached per store; every value (tenants,
+principal, attribute values, filter values, cursor, limit) is a bind parameter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from .compile import AccessPath, Compiler
-from .schema import CollectionTables
 
 Key = tuple[Any, str, str]  # (order value, id, tenant_id); the order value is the id when ordering by id
+_CACHE_SIZE = 512
 
 
-@dataclass(frozen=True)
-class Ordering:
-    """How a listing is ordered: by ``column`` (a field, or ``id``), then id, then tenant."""
+@dataclass(frozen=True, slots=True)
+class ListingShape:
+    """Everything a listing statement's SQL depends on (values are bound separately)."""
 
-    column: str
+    order: str  # a field, or "id"
     descending: bool
+    tenants: int | None  # how many partition tenants (branches are per tenant); None = every tenant
+    paths: tuple[Hashable, ...] | None  # AccessPath shapes; None = scan the tenant
+    filter: Hashable  # compile.shape of the pushed-down policy filter
+    where: tuple[tuple[str, bool], ...]  # (field, value is None)
+    after: str | None  # None (first page), "null" (cursor's order value is NULL) or "value"
+    inclusive: tuple[bool, ...]  # per tenant: does a row with the cursor's (value, id) come after it?
 
     @property
     def by_id(self) -> bool:
-        return self.column == "id"
+        return self.order == "id"
 
 
-class ListingQuery:
-    """Builds the statements of one listing (fixed filter, order and partition) page by page."""
+def plan(
+    *,
+    order: str,
+    descending: bool,
+    tenants: tuple[str, ...] | None,
+    paths: list[AccessPath] | None,
+    filter_shape: Hashable,
+    filter_values: dict[str, Any],
+    where: dict[str, Any],
+    after: Key | None,
+) -> tuple[ListingShape, dict[str, Any]]:
+    """The shape and bind values of one listing statement (the limit is bound as ``lim``)."""
+    values = dict(filter_values)
+    for j, tenant in enumerate(tenants or ()):
+        values[f"t{j}"] = tenant
+    for i, path in enumerate(paths or ()):
+        path.bind_values(f"a{i}", values)
+    for name, value in where.items():
+        if value is not None:
+            values[f"w_{name}"] = value
+    inclusive: tuple[bool, ...] = ()
+    kind = None
+    if after is not None:
+        value, row_id, row_tenant = after
+        kind = "null" if value is None and order != "id" else "value"
+        if order != "id" and value is not None:
+            values["after_v"] = value
+        values["after_id"] = row_id
+        values["after_t"] = row_tenant
+        # with the tenant fixed in a branch, a row equal to the cursor on (value, id) comes after it
+        # exactly when its tenant does
+        inclusive = tuple((t < row_tenant) if descending else (t > row_tenant) for t in (tenants or ()))
+    shape = ListingShape(
+        order=order,
+        descending=descending,
+        tenants=None if tenants is None else len(tenants),
+        paths=None if paths is None else tuple(p.shape() for p in paths),
+        filter=filter_shape,
+        where=tuple((name, value is None) for name, value in where.items()),
+        after=kind,
+        inclusive=inclusive,
+    )
+    return shape, values
 
-    def __init__(
-        self,
-        tables: CollectionTables,
-        compiler: Compiler,
-        columns: Sequence[sa.ColumnElement],
-        ordering: Ordering,
-        tenants: tuple[str, ...] | None,
-        conditions: Sequence[sa.ColumnElement[bool]],
-        paths: list[AccessPath] | None,
-    ):
-        self.rows = tables.rows
+
+class ListingStatements:
+    """Builds (and caches, per shape) the listing statements of one collection."""
+
+    def __init__(self, compiler: Compiler, columns: Sequence[sa.ColumnElement]):
         self.compiler = compiler
+        self.rows = compiler.rows
         self.columns = list(columns)
-        self.ordering = ordering
-        self.tenants = tenants
-        self.conditions = list(conditions)
-        self.paths = paths
+        self._cache: OrderedDict[ListingShape, sa.Select] = OrderedDict()
 
-    def statement(self, after: Key | None, limit: int) -> sa.Select:
-        """At most ``limit`` full rows after ``after`` (None: from the start), in order."""
-        branches = [
-            self._branch(tenant, path, segment, limit)
-            for tenant in (self.tenants if self.tenants is not None else (None,))
-            for path in (self.paths if self.paths is not None else (None,))
-            for segment in self._segments(after, tenant)
-        ]
-        if len(branches) == 1:
-            return branches[0].with_only_columns(*self.columns)
-        keys = [self.rows.c.tenant_id, self.rows.c.id] + (
-            [] if self.ordering.by_id else [self.rows.c[self.ordering.column]]
-        )
-        members = [b.with_only_columns(*keys).subquery() for b in branches]
-        union = sa.union(*(sa.select(m) for m in members)).subquery("hits")
-        top = sa.select(union).order_by(*self._order_by(union.c)).limit(limit).subquery("page")
-        joined = self.rows.join(top, sa.and_(self.rows.c.tenant_id == top.c.tenant_id, self.rows.c.id == top.c.id))
-        return sa.select(*self.columns).select_from(joined).order_by(*self._order_by(top.c))
+    def statement(self, shape: ListingShape) -> sa.Select:
+        cached = self._cache.get(shape)
+        if cached is not None:
+            self._cache.move_to_end(shape)
+            return cached
+        built = self._build(shape)
+        self._cache[shape] = built
+        if len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return built
 
-    def _branch(
-        self, tenant: str | None, path: AccessPath | None, segment: sa.ColumnElement[bool], limit: int
-    ) -> sa.Select:
+    def _build(self, shape: ListingShape) -> sa.Select:
         rows = self.rows
-        where = list(self.conditions)
-        if tenant is not None:
-            where.insert(0, rows.c.tenant_id == tenant)
-        if path is not None:
-            where.append(self.compiler.path_condition(path, tenant))
-        where.append(segment)
-        return sa.select(*self.columns).where(*where).order_by(*self._order_by(rows.c)).limit(limit)
+        limit = sa.bindparam("lim", type_=sa.Integer())
+        common = [self.compiler.condition(shape.filter, "f")]
+        common += [
+            rows.c[name].is_(None) if is_null else rows.c[name] == sa.bindparam(f"w_{name}", type_=rows.c[name].type)
+            for name, is_null in shape.where
+        ]
+        tenant_slots: list[int | None] = list(range(shape.tenants)) if shape.tenants is not None else [None]
+        branches = []
+        for j in tenant_slots:
+            tenant = None if j is None else sa.bindparam(f"t{j}", type_=rows.c.tenant_id.type)
+            path_slots: list[int | None] = list(range(len(shape.paths))) if shape.paths is not None else [None]
+            for i in path_slots:
+                for segment in self._segments(shape, j):
+                    where = list(common)
+                    if tenant is not None:
+                        where.insert(0, rows.c.tenant_id == tenant)
+                    if i is not None:
+                        where.append(self.compiler.path_condition(shape.paths[i], f"a{i}", tenant))  # type: ignore[index]
+                    where.append(segment)
+                    branches.append(sa.select(*self.columns).where(*where).order_by(*self._order_by(rows.c, shape)))
+        if len(branches) == 1:
+            return branches[0].limit(limit)
+        keys = [rows.c.tenant_id, rows.c.id] + ([] if shape.by_id else [rows.c[shape.order]])
+        members = [b.with_only_columns(*keys).limit(limit).subquery() for b in branches]
+        union = sa.union(*(sa.select(m) for m in members)).subquery("hits")
+        top = sa.select(union).order_by(*self._order_by(union.c, shape)).limit(limit).subquery("page")
+        joined = rows.join(top, sa.and_(rows.c.tenant_id == top.c.tenant_id, rows.c.id == top.c.id))
+        return sa.select(*self.columns).select_from(joined).order_by(*self._order_by(top.c, shape))
 
-    def _order_by(self, c: Any) -> list[sa.ColumnElement]:
-        names = ["id", "tenant_id"] if self.ordering.by_id else [self.ordering.column, "id", "tenant_id"]
+    @staticmethod
+    def _order_by(c: Any, shape: ListingShape) -> list[sa.ColumnElement]:
+        names = ["id", "tenant_id"] if shape.by_id else [shape.order, "id", "tenant_id"]
         out = []
         for i, name in enumerate(names):
-            column = c[name]
-            if self.ordering.descending:
-                out.append(column.desc().nulls_last() if i == 0 and not self.ordering.by_id else column.desc())
+            nullable = i == 0 and not shape.by_id
+            if shape.descending:
+                out.append(c[name].desc().nulls_last() if nullable else c[name].desc())
             else:
-                out.append(column.asc().nulls_first() if i == 0 and not self.ordering.by_id else column.asc())
+                out.append(c[name].asc().nulls_first() if nullable else c[name].asc())
         return out
 
     # -- keyset ---------------------------------------------------------------------------------
 
-    def _segments(self, after: Key | None, tenant: str | None) -> list[sa.ColumnElement[bool]]:
-        """Index ranges (within ``tenant``) covering every key after ``after``, in order."""
-        if after is None:
+    def _segments(self, shape: ListingShape, j: int | None) -> list[sa.ColumnElement[bool]]:
+        """Index ranges (within tenant slot ``j``) covering every key after the cursor, in order."""
+        if shape.after is None:
             return [sa.true()]
-        value, row_id, row_tenant = after
         rows = self.rows
-        desc = self.ordering.descending
-        if self.ordering.by_id:
-            return [self._after(rows.c.id, row_id, tenant, row_tenant)]
-        column = rows.c[self.ordering.column]
-        if value is None:
-            within = sa.and_(column.is_(None), self._after(rows.c.id, row_id, tenant, row_tenant))
+        inclusive = shape.inclusive[j] if j is not None else False
+        if shape.by_id:
+            return [self._after(rows.c.id, j, inclusive, shape.descending)]
+        column = rows.c[shape.order]
+        if shape.after == "null":
+            within = sa.and_(column.is_(None), self._after(rows.c.id, j, inclusive, shape.descending))
             # ascending, the non-NULL values follow the NULLs; descending, NULLs are last
-            return [within] if desc else [within, column.is_not(None)]
-        within = self._after_pair(column, value, row_id, tenant, row_tenant)
-        return [within, column.is_(None)] if desc else [within]
+            return [within] if shape.descending else [within, column.is_not(None)]
+        within = self._after_pair(column, j, inclusive, shape.descending)
+        return [within, column.is_(None)] if shape.descending else [within]
 
-    def _after(
-        self, id_column: sa.ColumnElement, row_id: str, tenant: str | None, row_tenant: str
-    ) -> sa.ColumnElement[bool]:
-        """``id`` after ``row_id`` (ties broken by tenant)."""
-        desc = self.ordering.descending
-        if tenant is None:
+    def _after(self, id_column: sa.ColumnElement, j: int | None, inclusive: bool, desc: bool) -> sa.ColumnElement[bool]:
+        """``id`` after the cursor's id (ties broken by tenant)."""
+        cursor_id = sa.bindparam("after_id", type_=self.rows.c.id.type)
+        if j is None:
             pair = sa.tuple_(id_column, self.rows.c.tenant_id)
-            return pair < sa.tuple_(row_id, row_tenant) if desc else pair > sa.tuple_(row_id, row_tenant)
-        # with the tenant fixed, an equal id comes after the cursor exactly when the tenant does
-        inclusive = tenant < row_tenant if desc else tenant > row_tenant
+            bound = sa.tuple_(cursor_id, sa.bindparam("after_t", type_=self.rows.c.tenant_id.type))
+            return pair < bound if desc else pair > bound
         if desc:
-            return id_column <= row_id if inclusive else id_column < row_id
-        return id_column >= row_id if inclusive else id_column > row_id
+            return id_column <= cursor_id if inclusive else id_column < cursor_id
+        return id_column >= cursor_id if inclusive else id_column > cursor_id
 
     def _after_pair(
-        self, column: sa.ColumnElement, value: Any, row_id: str, tenant: str | None, row_tenant: str
+        self, column: sa.ColumnElement, j: int | None, inclusive: bool, desc: bool
     ) -> sa.ColumnElement[bool]:
-        """``(column, id)`` after ``(value, row_id)`` for non-NULL ``column`` values."""
-        desc = self.ordering.descending
-        if tenant is None:
+        """``(column, id)`` after the cursor's, for non-NULL ``column`` values."""
+        value = sa.bindparam("after_v", type_=column.type)
+        cursor_id = sa.bindparam("after_id", type_=self.rows.c.id.type)
+        if j is None:
             triple = sa.tuple_(column, self.rows.c.id, self.rows.c.tenant_id)
-            bound = sa.tuple_(value, row_id, row_tenant)
+            bound = sa.tuple_(value, cursor_id, sa.bindparam("after_t", type_=self.rows.c.tenant_id.type))
             return triple < bound if desc else triple > bound
-        pair = sa.tuple_(column, self.rows.c.id)
-        bound = sa.tuple_(value, row_id)
-        inclusive = tenant < row_tenant if desc else tenant > row_tenant
+        pair, bound = sa.tuple_(column, self.rows.c.id), sa.tuple_(value, cursor_id)
         if desc:
             return pair <= bound if inclusive else pair < bound
         return pair >= bound if inclusive else pair > bound

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -205,20 +205,74 @@ def _spec_from_declaration(name: str, text: str) -> CollectionSpec:
     )
 
 
-def attribute_grants(tenant_id: str, row_id: str, owner: str | None, attributes: object) -> list[dict[str, str]]:
-    """The grants rows of one row: one per (category, value) of an owned row's attributes."""
-    if not owner or not isinstance(attributes, dict):
-        return []
-    seen = set()
-    out = []
-    for category, values in attributes.items():
-        if not isinstance(category, str) or not isinstance(values, list | tuple):
-            continue
-        for value in values:
-            if isinstance(value, str) and (category, value) not in seen:
-                seen.add((category, value))
-                out.append({"tenant_id": tenant_id, "row_id": row_id, "category": category, "value": value})
-    return out
+def _grants_select(dialect: str, source: str) -> str:
+    """SQL selecting the grants ``(tenant_id, row_id, category, value)`` of the rows of ``source``
+    (a FROM item aliased ``n`` with the rows' tenant_id, id, owner_principal and access_attributes).
+
+    One grant per string value of each category of an *owned* row's attributes; anything else in
+    the JSON (a non-list category, non-string values) grants nothing.
+    """
+    if dialect == "postgresql":
+        return (
+            "SELECT DISTINCT n.tenant_id, n.id, c.key, e.element #>> '{}' "
+            f"FROM {source} "
+            "CROSS JOIN LATERAL jsonb_each(CASE WHEN n.owner_principal IS NOT NULL "
+            "AND jsonb_typeof(n.access_attributes) = 'object' THEN n.access_attributes ELSE '{}'::jsonb END) AS c "
+            "CROSS JOIN LATERAL jsonb_array_elements("
+            "CASE WHEN jsonb_typeof(c.value) = 'array' THEN c.value ELSE '[]'::jsonb END) AS e(element) "
+            "WHERE jsonb_typeof(e.element) = 'string'"
+        )
+    return (
+        "SELECT n.tenant_id, n.id, c.key, v.value "
+        f"FROM {source}, "
+        "json_each(CASE WHEN n.owner_principal IS NOT NULL AND json_type(n.access_attributes) = 'object' "
+        "THEN n.access_attributes ELSE '{}' END) AS c, "
+        "json_each(CASE WHEN c.type = 'array' THEN c.value ELSE '[]' END) AS v "
+        "WHERE v.type = 'text'"
+    )
+
+
+def grant_triggers(tables: CollectionTables, quote: Callable[[str], str]) -> list[str]:
+    """DDL of the triggers that keep the grants table in step with the rows' owner and attributes.
+
+    An INSERT adds the new rows' grants (one set-based statement-level trigger per INSERT on
+    PostgreSQL, a row trigger on SQLite); an UPDATE of ``owner_principal`` or
+    ``access_attributes`` (the store never makes one, a migration might) replaces them; deletes
+    cascade through the foreign key. No code path can forget a grant.
+    """
+    rows, grants = quote(tables.rows.name), quote(tables.grants.name)
+    columns = "(tenant_id, row_id, category, value)"
+    on_insert = quote(_short(f"{tables.rows.name}__grants_on_insert"))
+    on_update = quote(_short(f"{tables.rows.name}__grants_on_update"))
+    if tables.dialect == "postgresql":
+        insert_fn = quote(_short(f"{tables.rows.name}__grants_insert"))
+        update_fn = quote(_short(f"{tables.rows.name}__grants_update"))
+        return [
+            f"CREATE OR REPLACE FUNCTION {insert_fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"INSERT INTO {grants} {columns} {_grants_select('postgresql', 'new_rows AS n')}; "
+            "RETURN NULL; END $$",
+            f"CREATE OR REPLACE FUNCTION {update_fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"DELETE FROM {grants} WHERE tenant_id = OLD.tenant_id AND row_id = OLD.id; "
+            f"INSERT INTO {grants} {columns} {_grants_select('postgresql', '(SELECT NEW.*) AS n')}; "
+            "RETURN NULL; END $$",
+            f"DROP TRIGGER IF EXISTS {on_insert} ON {rows}",
+            f"CREATE TRIGGER {on_insert} AFTER INSERT ON {rows} REFERENCING NEW TABLE AS new_rows "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {insert_fn}()",
+            f"DROP TRIGGER IF EXISTS {on_update} ON {rows}",
+            f"CREATE TRIGGER {on_update} AFTER UPDATE OF owner_principal, access_attributes ON {rows} "
+            f"FOR EACH ROW EXECUTE FUNCTION {update_fn}()",
+        ]
+    new_row = (
+        "(SELECT NEW.tenant_id AS tenant_id, NEW.id AS id, NEW.owner_principal AS owner_principal, "
+        "NEW.access_attributes AS access_attributes) AS n"
+    )
+    return [
+        f"CREATE TRIGGER IF NOT EXISTS {on_insert} AFTER INSERT ON {rows} BEGIN "
+        f"INSERT OR IGNORE INTO {grants} {columns} {_grants_select('sqlite', new_row)}; END",
+        f"CREATE TRIGGER IF NOT EXISTS {on_update} AFTER UPDATE OF owner_principal, access_attributes ON {rows} "
+        f"BEGIN DELETE FROM {grants} WHERE tenant_id = OLD.tenant_id AND row_id = OLD.id; "
+        f"INSERT OR IGNORE INTO {grants} {columns} {_grants_select('sqlite', new_row)}; END",
+    ]
 
 
 async def lock_schema(conn: AsyncConnection) -> None:
@@ -235,24 +289,18 @@ async def ensure_collection(conn: AsyncConnection, spec: CollectionSpec, prefix:
     versions = versions_table(prefix)
     await conn.run_sync(lambda c: versions.create(c, checkfirst=True))
     tables = build_tables(spec, prefix, dialect)
-    recorded = (
-        await conn.execute(
-            sa.select(versions.c.layout_version, versions.c.declaration).where(versions.c.collection == spec.name)
-        )
-    ).first()
-    exists = await conn.run_sync(lambda c: sa.inspect(c).has_table(tables.rows.name))
+    query = sa.select(versions.c.layout_version, versions.c.declaration).where(versions.c.collection == spec.name)
+    recorded = (await conn.execute(query)).first()
     if recorded is None:
-        if exists:
+        if await conn.run_sync(lambda c: sa.inspect(c).has_table(tables.rows.name)):
             raise SchemaError(
                 f"table {tables.rows.name!r} exists but is not recorded in {versions.name!r}: it was not created by "
                 "ogx-tenancy-sql; choose another table_prefix or move the table away"
             )
         await conn.run_sync(lambda c: tables.rows.metadata.create_all(c))
-        await conn.execute(
-            sa.insert(versions).values(
-                collection=spec.name, layout_version=LAYOUT_VERSION, declaration=declaration(spec)
-            )
-        )
+        await _install_triggers(conn, tables)
+        record = {"collection": spec.name, "layout_version": LAYOUT_VERSION, "declaration": declaration(spec)}
+        await conn.execute(sa.insert(versions).values(**record))
         log.info("collection created", collection=spec.name, table=tables.rows.name, layout_version=LAYOUT_VERSION)
         return tables
     version, recorded_declaration = recorded
@@ -266,12 +314,18 @@ async def ensure_collection(conn: AsyncConnection, spec: CollectionSpec, prefix:
         await _upgrade_1_to_2(conn, old_spec, prefix)
         log.info("collection upgraded", collection=spec.name, from_version=version, to_version=LAYOUT_VERSION)
     await _reconcile_fields(conn, old_spec, spec, tables)
+    await _install_triggers(conn, tables)
     await conn.execute(
         sa.update(versions)
         .where(versions.c.collection == spec.name)
         .values(layout_version=LAYOUT_VERSION, declaration=declaration(spec))
     )
     return tables
+
+
+async def _install_triggers(conn: AsyncConnection, tables: CollectionTables) -> None:
+    for ddl in grant_triggers(tables, lambda name: _q(conn, name)):
+        await conn.exec_driver_sql(ddl)
 
 
 async def _reconcile_fields(
@@ -286,18 +340,17 @@ async def _reconcile_fields(
                 f"collection {new.name!r}: field {f.name!r} was declared {before.type!r} and is now {f.type!r}; "
                 "changing a field's type needs a data migration (declare a new field instead)"
             )
-    dialect = tables.dialect
     rows = tables.rows
     # Columns of fields no longer declared stay (with their data); they are simply not read.
     existing = {c["name"] for c in await conn.run_sync(lambda c: sa.inspect(c).get_columns(rows.name))}
     for f in new.fields:
         if f.name not in existing:
-            ddl_type = column_type(f.type, dialect).compile(dialect=conn.dialect)
-            await conn.execute(sa.text(f"ALTER TABLE {_q(conn, rows.name)} ADD COLUMN {_q(conn, f.name)} {ddl_type}"))
+            ddl_type = column_type(f.type, tables.dialect).compile(dialect=conn.dialect)
+            await conn.exec_driver_sql(f"ALTER TABLE {_q(conn, rows.name)} ADD COLUMN {_q(conn, f.name)} {ddl_type}")
             log.info("column added", collection=new.name, field=f.name)
     wanted = {ix.name for ix in rows.indexes}
     for name in set(index_specs(old, rows.name)) - wanted:
-        await conn.execute(sa.text(f"DROP INDEX IF EXISTS {_q(conn, name)}"))
+        await conn.exec_driver_sql(f"DROP INDEX IF EXISTS {_q(conn, name)}")
         log.info("index dropped", collection=new.name, index=name)
     for ix in rows.indexes:
         await conn.run_sync(lambda c, ix=ix: ix.create(c, checkfirst=True))
@@ -314,18 +367,21 @@ async def _upgrade_1_to_2(conn: AsyncConnection, old: CollectionSpec, prefix: st
     """Layout 1 -> 2: byte-order text, jsonb, NULL as the one unowned spelling, revisions, grants."""
     dialect = conn.dialect.name
     name = f"{prefix}{old.name}"
-    q = lambda n: _q(conn, n)  # noqa: E731
+
+    def q(identifier: str) -> str:
+        return _q(conn, identifier)
+
     if dialect == "postgresql":
         text_columns = ["tenant_id", "id", "owner_principal", *(f.name for f in old.fields if f.type == "str")]
         json_columns = ["access_attributes", *(f.name for f in old.fields if f.type == "json")]
         alters = [f'ALTER COLUMN {q(c)} TYPE text COLLATE "C"' for c in text_columns]
         alters += [f"ALTER COLUMN {q(c)} TYPE jsonb USING {q(c)}::jsonb" for c in json_columns]
         alters.append("ADD COLUMN revision bigint NOT NULL DEFAULT 1")
-        await conn.execute(sa.text(f"ALTER TABLE {q(name)} {', '.join(alters)}"))
-        await conn.execute(sa.text(f"ALTER TABLE {q(name)} ALTER COLUMN revision DROP DEFAULT"))
-        await conn.execute(sa.text(f"UPDATE {q(name)} SET owner_principal = NULL WHERE owner_principal = ''"))
+        await conn.exec_driver_sql(f"ALTER TABLE {q(name)} {', '.join(alters)}")
+        await conn.exec_driver_sql(f"ALTER TABLE {q(name)} ALTER COLUMN revision DROP DEFAULT")
+        await conn.exec_driver_sql(f"UPDATE {q(name)} SET owner_principal = NULL WHERE owner_principal = ''")
         check = q(_short(f"{name}__owner_not_empty"))
-        await conn.execute(sa.text(f"ALTER TABLE {q(name)} ADD CONSTRAINT {check} CHECK (owner_principal <> '')"))
+        await conn.exec_driver_sql(f"ALTER TABLE {q(name)} ADD CONSTRAINT {check} CHECK (owner_principal <> '')")
     else:
         # SQLite cannot add a CHECK constraint to a table: rebuild it (its documented procedure).
         staging = f"{name}__upgrade"
@@ -334,39 +390,13 @@ async def _upgrade_1_to_2(conn: AsyncConnection, old: CollectionSpec, prefix: st
         columns = ["tenant_id", "id", "owner_principal", "access_attributes", *(f.name for f in old.fields)]
         listed = ", ".join(q(c) for c in columns)
         selected = ", ".join("NULLIF(owner_principal, '')" if c == "owner_principal" else q(c) for c in columns)
-        await conn.execute(
-            sa.text(f"INSERT INTO {q(staging)} ({listed}, revision) SELECT {selected}, 1 FROM {q(name)}")
-        )
-        await conn.execute(sa.text(f"DROP TABLE {q(name)}"))
-        await conn.execute(sa.text(f"ALTER TABLE {q(staging)} RENAME TO {q(name)}"))
+        await conn.exec_driver_sql(f"INSERT INTO {q(staging)} ({listed}, revision) SELECT {selected}, 1 FROM {q(name)}")
+        await conn.exec_driver_sql(f"DROP TABLE {q(name)}")
+        await conn.exec_driver_sql(f"ALTER TABLE {q(staging)} RENAME TO {q(name)}")
         for ix in new_tables.rows.indexes:  # they were created under the staging name
-            await conn.execute(sa.text(f"DROP INDEX IF EXISTS {q(ix.name)}"))
+            await conn.exec_driver_sql(f"DROP INDEX IF EXISTS {q(ix.name)}")
     tables = build_tables(old, prefix, dialect)
     await conn.run_sync(lambda c: tables.grants.create(c, checkfirst=True))
-    await _backfill_grants(conn, tables)
-
-
-async def _backfill_grants(conn: AsyncConnection, tables: CollectionTables, batch: int = 2000) -> None:
-    rows, grants = tables.rows, tables.grants
-    query = (
-        sa.select(rows.c.tenant_id, rows.c.id, rows.c.owner_principal, rows.c.access_attributes)
-        .where(rows.c.owner_principal.is_not(None), rows.c.access_attributes.is_not(None))
-        .order_by(rows.c.tenant_id, rows.c.id)
-    )
-    last: tuple[str, str] | None = None
-    while True:
-        page = query if last is None else query.where(sa.tuple_(rows.c.tenant_id, rows.c.id) > sa.tuple_(*last))
-        fetched = (await conn.execute(page.limit(batch))).all()
-        if not fetched:
-            return
-        pending: list[dict[str, str]] = []
-        for tenant_id, row_id, owner, attributes in fetched:
-            pending.extend(attribute_grants(tenant_id, row_id, owner, attributes))
-        if pending:
-            await conn.execute(sa.insert(grants), pending)
-        last = (fetched[-1][0], fetched[-1][1])
-
-
-def plain_columns(fields: Iterable[FieldSpec]) -> list[str]:
-    """Field names in declaration order (the columns a row's ``data`` is read from)."""
-    return [f.name for f in fields]
+    insert = "INSERT INTO" if dialect == "postgresql" else "INSERT OR IGNORE INTO"
+    source = _grants_select(dialect, f"{q(name)} AS n")
+    await conn.exec_driver_sql(f"{insert} {q(tables.grants.name)} (tenant_id, row_id, category, value) {source}")

@@ -32,7 +32,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from ogx_tenancy.context import Actor, SystemContext, current_actor
-from ogx_tenancy.policy import FALSE, Action, Expr, Policy, Resource, RowFacts, conjoin, record_type, tenant_partition
+from ogx_tenancy.policy import (
+    FALSE,
+    Action,
+    Const,
+    Expr,
+    Policy,
+    Resource,
+    RowFacts,
+    conjoin,
+    record_type,
+    tenant_partition,
+)
 from ogx_tenancy.store import (
     AccessDenied,
     CollectionSpec,
@@ -47,8 +58,8 @@ from ogx_tenancy.store import (
 from ogx_tenancy.types import Identity
 
 from .backend import SqlBackend
-from .compile import PUSHDOWN, Compiler, storable
-from .listing import Key, ListingQuery, Ordering
+from .compile import PUSHDOWN, Compiler, access_paths, bind_values, prepare, shape, storable
+from .listing import Key, ListingStatements, plan
 from .rowdata import (
     check_attributes,
     check_data,
@@ -58,7 +69,7 @@ from .rowdata import (
     decode_cursor,
     encode_cursor,
 )
-from .schema import CollectionTables, attribute_grants
+from .schema import CollectionTables
 
 log = structlog.get_logger("ogx_tenancy.sql").bind(plugin="sql")
 
@@ -90,8 +101,14 @@ class SqlStore:
             *(rows.c[name] for name in self._field_names),
         ]
         insert = postgresql.insert if backend.dialect == "postgresql" else sqlite.insert
+        # one statement (grants follow by trigger), so a create outside a transaction needs no BEGIN
         self._insert = insert(rows).on_conflict_do_nothing().returning(rows.c.id)
-        self._insert_grants = sa.insert(self._grants)
+        self._listing = ListingStatements(self._compiler, self._columns)
+
+    @property
+    def rows_table(self) -> sa.Table:
+        """The SQLAlchemy table holding the rows (for tools and benchmarks; bypasses access control)."""
+        return self._rows
 
     def __repr__(self) -> str:
         return f"SqlStore({self.collection.name!r}, {self._backend.dialect}, {self.policy!r})"
@@ -117,12 +134,9 @@ class SqlStore:
             "revision": 1,
             **values,
         }
-        async with self._backend.writing() as conn:
+        async with self._backend.connection() as conn:
             if (await conn.execute(self._insert, record)).first() is None:
                 raise RowConflict(await self._conflict_reason(conn, tenant_id, id, values))
-            grants = attribute_grants(tenant_id, id, principal, attributes)
-            if grants:
-                await conn.execute(self._insert_grants, grants)
         return Row(id, values, principal, attributes, tenant_id, 1)
 
     async def bulk_create(
@@ -139,7 +153,6 @@ class SqlStore:
             raise AccessDenied(f"bulk_create into {self.collection.name}: only in a system context")
         written = 0
         rows: list[dict[str, Any]] = []
-        grants: list[dict[str, str]] = []
         for id, data, owner in items:
             check_id(id)
             values = check_data(self.collection, data, partial=False)
@@ -158,20 +171,17 @@ class SqlStore:
                     **values,
                 }
             )
-            grants.extend(attribute_grants(tenant_id, id, principal, attributes))
             if len(rows) >= batch:
-                written += await self._write_bulk(rows, grants)
-                rows, grants = [], []
+                written += await self._write_bulk(rows)
+                rows = []
         if rows:
-            written += await self._write_bulk(rows, grants)
+            written += await self._write_bulk(rows)
         return written
 
-    async def _write_bulk(self, rows: list[dict[str, Any]], grants: list[dict[str, str]]) -> int:
+    async def _write_bulk(self, rows: list[dict[str, Any]]) -> int:
         try:
             async with self._backend.writing() as conn:
                 await conn.execute(sa.insert(self._rows), rows)
-                if grants:
-                    await conn.execute(self._insert_grants, grants)
         except IntegrityError:
             raise RowConflict(
                 f"bulk_create into {self.collection.name}: an id or unique field group is taken"
@@ -217,7 +227,7 @@ class SqlStore:
         actor = current_actor()
         if actor is None or not isinstance(id, str) or not storable(id):
             return None
-        async with self._backend.reading() as conn:
+        async with self._backend.connection() as conn:
             found = await self._addressed(conn, id, actor, lock=False)
         return self._first_permitted(found, actor, Action.READ)
 
@@ -248,24 +258,28 @@ class SqlStore:
             return Page([], False, None)
         tenants = self._partition(actor)
         exact = self._decision(act, actor)
-        pushed = exact.relax(PUSHDOWN)
+        pushed = prepare(exact.relax(PUSHDOWN))
         if tenants == () or pushed == FALSE:
             return Page([], False, None)
         in_python = pushed != exact
-        query = ListingQuery(
-            self._tables,
-            self._compiler,
-            self._columns,
-            Ordering(order, descending),
-            tenants,
-            [self._compiler.condition(pushed), *self._where(filters)],
-            self._compiler.access_paths(pushed),
-        )
+        paths = access_paths(pushed)
+        filter_shape, filter_values = shape(pushed), bind_values(pushed, "f", {})
         accepted: list[Row] = []
         batch = limit + 1
-        async with self._backend.reading() as conn:
+        async with self._backend.connection() as conn:
             while True:
-                fetched = [self._row(r) for r in await conn.execute(query.statement(after, batch))]
+                query_shape, values = plan(
+                    order=order,
+                    descending=descending,
+                    tenants=tenants,
+                    paths=paths,
+                    filter_shape=filter_shape,
+                    filter_values=filter_values,
+                    where=filters,
+                    after=after,
+                )
+                values["lim"] = batch
+                fetched = [self._row(r) for r in await conn.execute(self._listing.statement(query_shape), values)]
                 for row in fetched:
                     after = self._key(row, order)
                     if not in_python or exact.evaluate(RowFacts(row.id, row.owner_principal, row.access_attributes)):
@@ -323,14 +337,13 @@ class SqlStore:
         if actor is None:
             raise AccessDenied(f"update {self.collection.name} rows: no identity")
         rows = self._rows
-        async with self._backend.writing() as conn, self._unique_guard(conn, values):
-            return await self._change_where(
-                conn,
-                actor,
-                Action.UPDATE,
-                filters,
-                lambda condition: sa.update(rows).where(condition).values(**values, revision=rows.c.revision + 1),
-            )
+        return await self._change_where(
+            actor,
+            Action.UPDATE,
+            filters,
+            lambda condition: sa.update(rows).where(condition).values(**values, revision=rows.c.revision + 1),
+            values,
+        )
 
     # -- delete ---------------------------------------------------------------------------------
 
@@ -358,10 +371,9 @@ class SqlStore:
         if actor is None:
             raise AccessDenied(f"delete {self.collection.name} rows: no identity")
         rows = self._rows
-        async with self._backend.writing() as conn:
-            return await self._change_where(
-                conn, actor, Action.DELETE, filters, lambda condition: sa.delete(rows).where(condition)
-            )
+        return await self._change_where(
+            actor, Action.DELETE, filters, lambda condition: sa.delete(rows).where(condition)
+        )
 
     # -- transactions ---------------------------------------------------------------------------
 
@@ -402,38 +414,48 @@ class SqlStore:
         found.sort(key=lambda row: tenants.index(row.tenant_id))
         return found
 
-    async def _change_where(self, conn: Any, actor: Actor, action: Action, filters: dict[str, Any], make: Any) -> int:
+    async def _change_where(
+        self, actor: Actor, action: Action, filters: dict[str, Any], make: Any, values: Mapping[str, Any] = {}
+    ) -> int:
         """Apply ``make(condition)`` (an UPDATE or DELETE) to the permitted rows matching ``filters``."""
         tenants = self._partition(actor)
         exact = self._decision(action, actor)
-        pushed = exact.relax(PUSHDOWN)
+        pushed = prepare(exact.relax(PUSHDOWN))
         if tenants == () or pushed == FALSE:
             return 0
         rows = self._rows
-        scope = [*self._where(filters), self._compiler.condition(pushed)]
+        # not cached: these are rarer than listings; the literals go straight into the condition
+        policy_condition = self._compiler.condition(shape(pushed), "f")
+        if not isinstance(pushed, Const):  # true()/false() hold no parameters (and cannot be copied)
+            policy_condition = policy_condition.params(bind_values(pushed, "f", {}))
+        scope = [*self._where(filters), policy_condition]
         if tenants is not None:
             scope.insert(0, rows.c.tenant_id.in_(tenants))
         if pushed == exact:
-            return (await conn.execute(make(sa.and_(*scope)))).rowcount
+            # decided entirely in SQL: one statement, atomic on its own
+            async with self._backend.connection() as conn, self._unique_guard(conn, values):
+                return (await conn.execute(make(sa.and_(*scope)))).rowcount
         # Part of the policy is decided in Python: lock candidates batch by batch, keep the permitted.
         changed = 0
         last: tuple[str, str] | None = None
         key = sa.tuple_(rows.c.tenant_id, rows.c.id)
-        while True:
-            query = sa.select(*self._columns).where(*scope).order_by(rows.c.tenant_id, rows.c.id).limit(_WRITE_BATCH)
-            if last is not None:
-                query = query.where(key > sa.tuple_(*last))
-            batch = [self._row(r) for r in await conn.execute(query.with_for_update())]
-            chosen = [
-                (r.tenant_id, r.id)
-                for r in batch
-                if exact.evaluate(RowFacts(r.id, r.owner_principal, r.access_attributes))
-            ]
-            if chosen:
-                changed += (await conn.execute(make(key.in_(chosen)))).rowcount
-            if len(batch) < _WRITE_BATCH:
-                return changed
-            last = (batch[-1].tenant_id, batch[-1].id)
+        async with self._backend.writing() as conn, self._unique_guard(conn, values):
+            while True:
+                query = sa.select(*self._columns).where(*scope).order_by(rows.c.tenant_id, rows.c.id)
+                if last is not None:
+                    query = query.where(key > sa.tuple_(*last))
+                locked = await conn.execute(query.limit(_WRITE_BATCH).with_for_update())
+                batch = [self._row(r) for r in locked]
+                chosen = [
+                    (r.tenant_id, r.id)
+                    for r in batch
+                    if exact.evaluate(RowFacts(r.id, r.owner_principal, r.access_attributes))
+                ]
+                if chosen:
+                    changed += (await conn.execute(make(key.in_(chosen)))).rowcount
+                if len(batch) < _WRITE_BATCH:
+                    return changed
+                last = (batch[-1].tenant_id, batch[-1].id)
 
     @asynccontextmanager
     async def _unique_guard(self, conn: Any, values: Mapping[str, Any]) -> AsyncIterator[None]:

@@ -144,11 +144,15 @@ class Oracle:
         self.rules = [AccessRule(**rule) for rule in rules]
         self.identity = identity
         self.user = User(identity.principal, identity.attributes_as_lists(), tenant_id=identity.tenant_id)
+        self._decided: dict[tuple[str, str, str], bool] = {}
 
     def allowed(self, action: str, row: StoredRow) -> bool:
-        return in_partition(row.tenant_id, self.identity) and is_action_allowed(
-            self.rules, OgxAction(action), _OgxRecord(self.collection, row), self.user
-        )
+        key = (action, row.tenant_id, row.id)
+        if key not in self._decided:  # each (row, action) asked of OGX once per policy and identity
+            self._decided[key] = in_partition(row.tenant_id, self.identity) and is_action_allowed(
+                self.rules, OgxAction(action), _OgxRecord(self.collection, row), self.user
+            )
+        return self._decided[key]
 
     def may(self, action: str, row: StoredRow) -> bool:
         """What the store promises for listing and bulk changes: read and the action."""
