@@ -22,6 +22,7 @@ unchanged.
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -48,6 +49,7 @@ EXTERNAL_APIS: dict[str, dict[str, tuple[str, str]]] = {
     "batches": {},
 }
 BATCHES_MODULE = "ogx_tenancy.adapter"  # OGX imports <module>.provider (adapter/provider.py)
+RUNTIME_PREFIX = "ogx-tenancy-run-"  # + "<pid>-": the derived config of one server process
 
 
 def _live_providers(raw: Mapping[str, Any], api: str) -> list[Mapping[str, Any]]:
@@ -171,6 +173,20 @@ def derive_ogx_config(raw: Mapping[str, Any], services: ServicesSettings, runtim
     return derived
 
 
+def _remove_stale_runtime_dirs() -> None:
+    """Remove the derived configs of servers that were killed (SIGKILL leaves them behind)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{RUNTIME_PREFIX}*-*"):
+        pid = path.name[len(RUNTIME_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or not path.is_dir() or path.stat().st_uid != os.getuid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, someone else's
+
+
 @contextmanager
 def generated_run_config(loaded: Any) -> Iterator[Path]:
     """The path of the run config OGX should run, valid inside the ``with`` block.
@@ -181,7 +197,9 @@ def generated_run_config(loaded: Any) -> Iterator[Path]:
     if not services.enabled():
         yield loaded.path.resolve()
         return
-    runtime_dir = Path(tempfile.mkdtemp(prefix="ogx-tenancy-"))  # mode 0700: it may hold secrets
+    _remove_stale_runtime_dirs()
+    # mode 0700 (it may hold secrets); named by pid so a killed server's directory can be recognised
+    runtime_dir = Path(tempfile.mkdtemp(prefix=f"{RUNTIME_PREFIX}{os.getpid()}-"))
     try:
         derived = derive_ogx_config(loaded.raw, services, runtime_dir, loaded.ogx)
         path = runtime_dir / "run.yaml"
