@@ -65,6 +65,49 @@ def _cmd_hooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    from pathlib import Path
+
+    from .adapter.migrate import migrate
+    from .adapter.runconfig import load_run_config
+
+    # the progress bar is the feedback; per-row logs (system contexts) would drown it
+    structlog.configure(
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+    )
+    tenancy = load_run_config(args.config).tenancy
+    if tenancy.settings.storage is None:
+        raise ConfigError("tenancy.storage: migrate copies into the tenancy store; configure one (e.g. sqlite)")
+
+    async def main() -> int:
+        from rich.console import Console
+        from rich.progress import Progress
+
+        with Progress(console=Console(stderr=True), transient=False) as bar:
+
+            def progress(kind: str, total: int):
+                task = bar.add_task(kind, total=total)
+                return lambda: bar.advance(task)
+
+            try:
+                report = await migrate(
+                    tenancy,
+                    Path(args.source or args.config),
+                    dry_run=args.dry_run,
+                    assign_tenant=args.assign_tenant,
+                    progress=progress,
+                )
+            finally:
+                await tenancy.close()
+        print(json.dumps(report.as_json(), indent=2) if args.json else report.as_text())
+        return 0 if report.ok else 1
+
+    return asyncio.run(main())
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .adapter.app import run
 
@@ -120,6 +163,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--hook", metavar="NAME", help=f"only plugins implementing this hook ({', '.join(HOOK_NAMES)})"
     )
     plugins.set_defaults(func=_cmd_plugins)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="copy an OGX deployment's prompts, connectors and batches into the tenancy store",
+        description=(
+            "Copy OGX's prompts, connectors and batches (OGX 1.5 SQL tables, and pre-1.5 KVStore entries "
+            "prompts:v1:*, connectors:v1:*, batch:*) into the stores of CONFIG's tenancy.storage, keeping ids, "
+            "versions, defaults, owners, attributes and tenants. Safe to run again: what is already there is "
+            "left alone, so an interrupted run resumes and a finished one changes nothing. Ends by reading "
+            "everything back and comparing counts and checksums; prints what it could not map. Exit status: "
+            "0 all copied and verified, 1 something not copied or not verified, 2 configuration error."
+        ),
+    )
+    migrate.add_argument("config", help="run config whose tenancy.storage receives the data")
+    migrate.add_argument(
+        "--from",
+        dest="source",
+        metavar="RUN_CONFIG",
+        help="run config of the OGX deployment to copy from; its storage: section says where OGX keeps its data "
+        "(default: CONFIG)",
+    )
+    migrate.add_argument("--dry-run", action="store_true", help="read and map everything, write nothing, print counts")
+    migrate.add_argument(
+        "--assign-tenant",
+        metavar="TENANT",
+        help="tenant for rows stored without one (default: they become global rows, seen from every tenant as "
+        "the access policy allows)",
+    )
+    migrate.add_argument("--json", action="store_true", help="print the report as JSON")
+    migrate.set_defaults(func=_cmd_migrate)
 
     hooks = commands.add_parser(
         "hooks",
