@@ -22,7 +22,7 @@ def test_version():
     assert result.returncode == 0 and result.stdout.strip() == f"ogx-tenancy {ogx_tenancy.__version__}"
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["check"], ["plugins"], ["hooks"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["check"], ["plugins"], ["hooks"], ["migrate"]])
 def test_every_command_has_useful_help(command):
     result = cli(*command, "--help")
     assert result.returncode == 0

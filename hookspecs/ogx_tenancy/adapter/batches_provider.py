@@ -173,9 +173,14 @@ class TenancyBatches(ReferenceBatchesImpl):
         if "errors" in updates and hasattr(updates["errors"], "model_dump"):
             updates["errors"] = updates["errors"].model_dump()
         try:
-            await self.service.record_progress(batch_id, tenant, updates)
+            stored = await self.service.record_progress(batch_id, tenant, updates)
         except Exception as e:  # noqa: BLE001 - like the reference: a failed update must not kill processing
             log.error("failed to record batch progress", batch_id=batch_id, error=str(e))
+            return
+        task = self._processing_tasks.get(batch_id)
+        if stored is not None and stored.status == "cancelling" and task is not None and not task.done():
+            # cancelled through another server process: stop here too (the handler records "cancelled")
+            task.cancel()
 
 
 __all__ = ["PROVIDER_TYPE", "BatchNotFoundError", "TenancyBatches", "get_provider_impl", "provider_spec"]
