@@ -294,6 +294,32 @@ def access_paths(expr: Expr) -> list[AccessPath] | None:
     return paths
 
 
+def specialize(expr: Expr, path: AccessPath) -> Expr:
+    """``expr`` for the rows of ``path`` only: what the path guarantees about the owner replaced by
+    constants (on the owner path of ``p``, ``OwnerIs(p)`` is TRUE and ``Unowned`` FALSE; on the
+    unowned path, ``Unowned`` is TRUE and ``OwnerIs``/``OwnerShares`` FALSE; on the grants path, a
+    disjunction holding every one of the path's ``OwnerShares`` atoms is TRUE). A branch's filter
+    then often reduces to TRUE, or to FALSE and the branch is dropped."""
+    if path.kind == "grants":
+        granted = {OwnerShares(category, values) for category, values in path.shares}
+        if (expr in granted and len(granted) == 1) or (isinstance(expr, Or) and granted <= set(expr.parts)):
+            return TRUE
+    match expr:
+        case OwnerIs(principal=principal) if path.kind in ("owner", "unowned"):
+            return TRUE if path.kind == "owner" and principal == path.owner else FALSE
+        case Unowned() if path.kind in ("owner", "unowned"):
+            return TRUE if path.kind == "unowned" else FALSE
+        case OwnerShares() if path.kind == "unowned":
+            return FALSE
+        case Not(part=part):
+            return negate(specialize(part, path))
+        case And(parts=parts):
+            return conjoin(specialize(p, path) for p in parts)
+        case Or(parts=parts):
+            return disjoin(specialize(p, path) for p in parts)
+    return expr
+
+
 _PATH_COST = {IdEquals: 1, OwnerIs: 2, IdPrefix: 3, OwnerShares: 4, Unowned: 5}
 
 

@@ -33,7 +33,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .compile import AccessPath, Compiler
+from ogx_tenancy.policy import FALSE, Expr
+
+from .compile import AccessPath, Compiler, access_paths, bind_values, specialize
+from .compile import shape as expr_shape
 
 Key = tuple[Any, str, str]  # (order value, id, tenant_id); the order value is the id when ordering by id
 _CACHE_SIZE = 512
@@ -47,7 +50,7 @@ class ListingShape:
     descending: bool
     tenants: int | None  # how many partition tenants (branches are per tenant); None = every tenant
     paths: tuple[Hashable, ...] | None  # AccessPath shapes; None = scan the tenant
-    filter: Hashable  # compile.shape of the pushed-down policy filter
+    filters: tuple[Hashable, ...]  # compile.shape of the policy filter, per path (one when scanning)
     where: tuple[tuple[str, bool], ...]  # (field, value is None)
     after: str | None  # None (first page), "null" (cursor's order value is NULL) or "value"
     inclusive: tuple[bool, ...]  # per tenant: does a row with the cursor's (value, id) come after it?
@@ -57,22 +60,43 @@ class ListingShape:
         return self.order == "id"
 
 
+@dataclass(frozen=True, slots=True)
+class Access:
+    """How a listing reaches its rows: index-served paths, each with the policy filter specialised
+    to it — or (``paths`` None) a scan of each tenant with the one filter."""
+
+    paths: tuple[AccessPath, ...] | None
+    filters: tuple[Expr, ...]
+
+    @classmethod
+    def of(cls, pushed: Expr) -> Access:
+        paths = access_paths(pushed)
+        if paths is None:
+            return cls(None, (pushed,))
+        kept = [(p, f) for p in paths if (f := specialize(pushed, p)) != FALSE]
+        return cls(tuple(p for p, _ in kept), tuple(f for _, f in kept))
+
+    @property
+    def empty(self) -> bool:
+        return self.paths == ()
+
+
 def plan(
     *,
     order: str,
     descending: bool,
     tenants: tuple[str, ...] | None,
-    paths: list[AccessPath] | None,
-    filter_shape: Hashable,
-    filter_values: dict[str, Any],
+    access: Access,
     where: dict[str, Any],
     after: Key | None,
 ) -> tuple[ListingShape, dict[str, Any]]:
     """The shape and bind values of one listing statement (the limit is bound as ``lim``)."""
-    values = dict(filter_values)
+    values: dict[str, Any] = {}
+    for i, condition in enumerate(access.filters):
+        bind_values(condition, f"f{i}", values)
     for j, tenant in enumerate(tenants or ()):
         values[f"t{j}"] = tenant
-    for i, path in enumerate(paths or ()):
+    for i, path in enumerate(access.paths or ()):
         path.bind_values(f"a{i}", values)
     for name, value in where.items():
         if value is not None:
@@ -93,8 +117,8 @@ def plan(
         order=order,
         descending=descending,
         tenants=None if tenants is None else len(tenants),
-        paths=None if paths is None else tuple(p.shape() for p in paths),
-        filter=filter_shape,
+        paths=None if access.paths is None else tuple(p.shape() for p in access.paths),
+        filters=tuple(expr_shape(f) for f in access.filters),
         where=tuple((name, value is None) for name, value in where.items()),
         after=kind,
         inclusive=inclusive,
@@ -125,8 +149,7 @@ class ListingStatements:
     def _build(self, shape: ListingShape) -> sa.Select:
         rows = self.rows
         limit = sa.bindparam("lim", type_=sa.Integer())
-        common = [self.compiler.condition(shape.filter, "f")]
-        common += [
+        common = [
             rows.c[name].is_(None) if is_null else rows.c[name] == sa.bindparam(f"w_{name}", type_=rows.c[name].type)
             for name, is_null in shape.where
         ]
@@ -136,8 +159,9 @@ class ListingStatements:
             tenant = None if j is None else sa.bindparam(f"t{j}", type_=rows.c.tenant_id.type)
             path_slots: list[int | None] = list(range(len(shape.paths))) if shape.paths is not None else [None]
             for i in path_slots:
+                policy = self.compiler.condition(shape.filters[i or 0], f"f{i or 0}")
                 for segment in self._segments(shape, j):
-                    where = list(common)
+                    where = [policy, *common]
                     if tenant is not None:
                         where.insert(0, rows.c.tenant_id == tenant)
                     if i is not None:

@@ -28,7 +28,6 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from ogx_tenancy.context import Actor, SystemContext, current_actor
@@ -58,8 +57,8 @@ from ogx_tenancy.store import (
 from ogx_tenancy.types import Identity
 
 from .backend import SqlBackend
-from .compile import PUSHDOWN, Compiler, access_paths, bind_values, prepare, shape, storable
-from .listing import Key, ListingStatements, plan
+from .compile import PUSHDOWN, Compiler, bind_values, prepare, shape, storable
+from .listing import Access, Key, ListingStatements, plan
 from .rowdata import (
     check_attributes,
     check_data,
@@ -75,6 +74,17 @@ log = structlog.get_logger("ogx_tenancy.sql").bind(plugin="sql")
 
 _SCAN_BATCH_MAX = 1000  # rows fetched per round when the policy is finished in Python
 _WRITE_BATCH = 500  # rows locked and changed per round by update_where/delete_where in Python mode
+
+
+def _insert_ignoring_conflicts(table: sa.Table) -> sa.TextClause:
+    """``INSERT INTO table (...) VALUES (...) ON CONFLICT DO NOTHING`` (same syntax on both dialects)."""
+    # names are plain lower-case identifiers (schema.check_names), so double quotes suffice on both
+    names = [c.name for c in table.columns]
+    columns = ", ".join(f'"{n}"' for n in names)
+    values = ", ".join(f":{n}" for n in names)
+    return sa.text(f'INSERT INTO "{table.name}" ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING').bindparams(
+        *(sa.bindparam(c.name, type_=c.type) for c in table.columns)
+    )
 
 
 class SqlStore:
@@ -100,9 +110,10 @@ class SqlStore:
             rows.c.revision,
             *(rows.c[name] for name in self._field_names),
         ]
-        insert = postgresql.insert if backend.dialect == "postgresql" else sqlite.insert
-        # one statement (grants follow by trigger), so a create outside a transaction needs no BEGIN
-        self._insert = insert(rows).on_conflict_do_nothing().returning(rows.c.id)
+        # One statement (grants follow by trigger), so a create outside a transaction needs no BEGIN;
+        # a taken id or unique group inserts nothing (rowcount 0) instead of aborting a transaction.
+        # Written as text: the dialects' INSERT ... ON CONFLICT constructs defeat SQLAlchemy's cache.
+        self._insert = _insert_ignoring_conflicts(rows)
         self._listing = ListingStatements(self._compiler, self._columns)
 
     @property
@@ -135,7 +146,7 @@ class SqlStore:
             **values,
         }
         async with self._backend.connection() as conn:
-            if (await conn.execute(self._insert, record)).first() is None:
+            if (await conn.execute(self._insert, record)).rowcount == 0:
                 raise RowConflict(await self._conflict_reason(conn, tenant_id, id, values))
         return Row(id, values, principal, attributes, tenant_id, 1)
 
@@ -262,8 +273,9 @@ class SqlStore:
         if tenants == () or pushed == FALSE:
             return Page([], False, None)
         in_python = pushed != exact
-        paths = access_paths(pushed)
-        filter_shape, filter_values = shape(pushed), bind_values(pushed, "f", {})
+        access = Access.of(pushed)
+        if access.empty:
+            return Page([], False, None)
         accepted: list[Row] = []
         batch = limit + 1
         async with self._backend.connection() as conn:
@@ -272,9 +284,7 @@ class SqlStore:
                     order=order,
                     descending=descending,
                     tenants=tenants,
-                    paths=paths,
-                    filter_shape=filter_shape,
-                    filter_values=filter_values,
+                    access=access,
                     where=filters,
                     after=after,
                 )
