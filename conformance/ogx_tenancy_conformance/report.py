@@ -37,7 +37,7 @@ class Result:
 class RunInfo:
     """What was tested: the report header."""
 
-    target: str = "plugin-level tests"
+    target: str = ""  # unknown when the suites run as a user's own subclasses
     target_version: str | None = None
     suite_version: str = SUITE_VERSION
     conformance_version: str = field(default_factory=distribution_version)
@@ -45,11 +45,14 @@ class RunInfo:
     python: str = field(default_factory=platform.python_version)
 
     def header(self) -> str:
-        target = f"{self.target} {self.target_version}" if self.target_version else self.target
-        return (
+        header = (
             f"ogx-tenancy-conformance {self.conformance_version} (suite {self.suite_version}); "
-            f"core ogx-tenancy {self.core_version}; target: {target}"
+            f"core ogx-tenancy {self.core_version}"
         )
+        if not self.target:
+            return header
+        target = f"{self.target} {self.target_version}" if self.target_version else self.target
+        return f"{header}; target: {target}"
 
 
 @dataclass
