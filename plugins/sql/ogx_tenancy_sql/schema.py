@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ogx_tenancy.store import CollectionSpec, FieldSpec
@@ -353,7 +354,14 @@ async def _reconcile_fields(
         await conn.exec_driver_sql(f"DROP INDEX IF EXISTS {_q(conn, name)}")
         log.info("index dropped", collection=new.name, index=name)
     for ix in rows.indexes:
-        await conn.run_sync(lambda c, ix=ix: ix.create(c, checkfirst=True))
+        try:
+            await conn.run_sync(lambda c, ix=ix: ix.create(c, checkfirst=True))
+        except IntegrityError:
+            columns = ", ".join(c.name for c in ix.columns if c.name != "tenant_id")
+            raise SchemaError(
+                f"collection {new.name!r}: cannot make ({columns}) unique: rows of one tenant already repeat "
+                "values of it; remove the duplicates (or drop the unique group) and start again"
+            ) from None
     await conn.run_sync(lambda c: tables.grants.create(c, checkfirst=True))
     for ix in tables.grants.indexes:
         await conn.run_sync(lambda c, ix=ix: ix.create(c, checkfirst=True))
