@@ -87,10 +87,10 @@ class PostgresStorageConfig(BaseModel):
             )
         try:
             url = make_url(self.dsn.get_secret_value())
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # e.g. a port that is not a number; never echo the DSN
             raise ValueError("dsn: expected postgresql://user:password@host:port/database") from None
         if url.get_backend_name() not in ("postgresql", "postgres"):
             raise ValueError("dsn: expected a postgresql:// URL")
-        if url.database is None:
+        if not url.database:
             raise ValueError("dsn: the URL names no database")
         return url.set(drivername="postgresql+asyncpg")
