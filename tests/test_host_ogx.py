@@ -15,13 +15,17 @@ from support.ogx import OgxServer, base_run_config, run_cli
 
 pytestmark = pytest.mark.ogx_server
 
+# Load exactly the plugins this test is about (other installed plugins, such as maas, would refuse
+# to start without their own settings).
+PLUGINS = {"OGX_TENANCY_PLUGINS": "header_identity,broken_import"}
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("host")
     config = base_run_config(workdir / "state")
     config["tenancy"] = {"plugins": {"header_identity": {"principal_header": "x-test-user"}}}
-    with OgxServer(config, workdir) as running:
+    with OgxServer(config, workdir, env=PLUGINS) as running:
         yield running
 
 
@@ -81,7 +85,7 @@ def test_health_needs_no_identity(server):
 
 
 def test_plugin_failing_on_import_leaves_the_server_running_and_is_listed(server):
-    result = run_cli("plugins")
+    result = run_cli("plugins", env=PLUGINS)
     assert result.returncode == 0, result.stderr
     plugins = {p["name"]: p for p in json.loads(result.stdout)}
     assert "ImportError" in plugins["broken_import"]["error"]
@@ -94,7 +98,7 @@ def test_bad_tenancy_key_stops_startup_with_a_clear_message(tmp_path):
     config = base_run_config(tmp_path / "state")
     config["tenancy"] = {"plugins": {"header_identity": {"principal_hedaer": "x-test-user"}}}
     server = OgxServer(config, tmp_path)
-    result = run_cli("run", str(server.config_path), "--port", str(server.port))
+    result = run_cli("run", str(server.config_path), "--port", str(server.port), env=PLUGINS)
     assert result.returncode == 2
     assert "plugin 'header_identity'" in result.stderr
     assert "tenancy.plugins.header_identity.principal_hedaer: unknown key" in result.stderr
