@@ -15,7 +15,8 @@ in its own process):
 
 The load: concurrency 32 over keep-alive connections, non-streaming chat completions, the callers
 spread over 50 tenants. A tiny asyncio HTTP/1.1 client drives it so that the client costs next to
-nothing. The servers are measured one after the other, in interleaved rounds, after a warm-up; every
+nothing. The servers are measured one after the other, in interleaved rounds (ABBA order, each
+measurement starting when both servers are idle), after a warm-up; every
 measured request must succeed and every upstream request must carry a fairness header. Prints both
 rates and the ratio (target: ours >= 0.95 x the built-in), then one JSON object per line; writes
 bench/results/fairness.json.
@@ -88,6 +89,17 @@ def process_cpu_seconds(root_pid: int) -> float:
         family.update(children)
         frontier.extend(children)
     return sum(times.get(pid, 0.0) for pid in family)
+
+
+def wait_until_idle(servers: Any, timeout_s: float = 30.0) -> None:
+    """Wait until no server burns CPU (e.g. OGX still writing the last round's completions to its
+    inference store), so that one server's leftovers never slow the other's measurement."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = sum(process_cpu_seconds(s.process.pid) for s in servers)
+        time.sleep(0.5)
+        if sum(process_cpu_seconds(s.process.pid) for s in servers) - before < 0.05:
+            return
 
 
 def request_bytes(port: int) -> list[bytes]:
@@ -168,8 +180,11 @@ def main() -> int:
                     print(f"{name}: warm-up failed ({failures} errors, {len(sent)} upstream requests, "
                           f"{with_header} with {FAIRNESS_HEADER})\n{server.log_tail()}", file=sys.stderr)
                     return 1
-            for _ in range(rounds):
-                for name, server in servers.items():
+            for round_number in range(rounds):
+                # alternate which server goes first (ABBA...), so neither always follows the other
+                order = list(servers.items()) if round_number % 2 == 0 else list(reversed(servers.items()))
+                for name, server in order:
+                    wait_until_idle(servers.values())
                     upstream.clear()
                     cpu_before = process_cpu_seconds(server.process.pid)
                     seconds, failures = asyncio.run(drive(server.port, per_round))

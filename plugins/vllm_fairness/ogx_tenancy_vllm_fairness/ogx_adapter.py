@@ -3,7 +3,7 @@
 The provider is OGX's own vLLM adapter with one change: every call it makes upstream carries the
 merged headers of all installed ogx-tenancy plugins for the user the call is made for (or for no
 user: start-up model refresh, health). How it hooks in, and what of OGX that relies on (each pinned
-by ``tests/test_ogx_compat.py``):
+by ``plugins/vllm_fairness/tests/test_ogx_compat.py``):
 
 * **Which call is being made.** Each public method that reaches vLLM is overridden to declare its
   endpoint kind, model and streaming, and computes the headers once, before anything is sent
