@@ -9,6 +9,8 @@ headers, same socket peer), interleaved round by round so every case sees the sa
 * ``ogx-upstream-header``: OGX 1.5's ``AuthenticationMiddleware`` with the ``upstream_header``
   provider (principal, teams and tenant headers), given a one-route app so its route lookup hits at
   once (its best case: a real OGX app has a hundred routes to scan).
+* ``host+fixed-identity``: ``IdentityMiddleware`` with a plugin that returns a ready Identity — the
+  host's own cost, for reference.
 * ``host+header_identity``: ogx-tenancy's ``IdentityMiddleware`` with the test plugin
   ``header_identity`` (plain headers, no checks) on the same headers.
 * ``ogx-upstream-header+cidr``: OGX's provider with ``trusted_proxy_cidrs``, on MaaS headers.
@@ -28,7 +30,6 @@ import json
 import statistics
 import sys
 import time
-import timeit
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +39,7 @@ from ogx.core.datatypes import AuthenticationConfig, UpstreamHeaderAuthConfig
 from ogx.core.server.auth import AuthenticationMiddleware
 
 import ogx_tenancy_maas.plugin as maas_plugin
-from ogx_tenancy import Identity, IncomingRequest, RequestHeaders, acting_as
+from ogx_tenancy import Identity, IncomingRequest, RequestHeaders, acting_as, hookimpl
 from ogx_tenancy.adapter.middleware import IdentityMiddleware
 from ogx_tenancy.host import Tenancy
 from ogx_tenancy.manager import PluginManager
@@ -92,7 +93,17 @@ def _scope(headers: list[tuple[bytes, bytes]], app: Any) -> dict[str, Any]:
     return {"type": "http", "method": "POST", "path": PATH, "headers": headers, "client": GATEWAY_PEER, "app": app}
 
 
-def _host(plugin: Any, name: str, block: dict[str, Any]) -> Tenancy:
+class _FixedIdentity:
+    """A plugin that does no work at all: what remains is the host's own cost."""
+
+    identity = Identity("alice", {"teams": ("team-a", "team-b")}, "acme")
+
+    @hookimpl
+    def ogx_tenancy_identity(self, request: IncomingRequest) -> Identity:
+        return self.identity
+
+
+def _host(plugin: Any, name: str, block: dict[str, Any] | None) -> Tenancy:
     manager = PluginManager()
     manager.register(plugin, name)
     return Tenancy.from_config({"plugins": {name: block}}, manager=manager)
@@ -141,7 +152,9 @@ def build_cases() -> dict[str, tuple[Any, dict[str, Any]]]:
         ),
         never_public,
     )
+    host_fixed = IdentityMiddleware(_inner_app, _host(_FixedIdentity(), "fixed", None), never_public)
     return {
+        "host+fixed-identity": (host_fixed, _scope(plain_headers, ogx_app)),
         "ogx-upstream-header": (ogx_plain, _scope(plain_headers, ogx_app)),
         "host+header_identity": (host_plain, _scope(plain_headers, ogx_app)),
         "ogx-upstream-header+cidr": (ogx_cidr, _scope(maas_headers, ogx_app)),
@@ -186,7 +199,7 @@ async def measure(cases: dict[str, tuple[Any, dict[str, Any]]], rounds: int, per
 
 
 def breakdown(iterations: int) -> dict[str, float]:
-    """µs per call of each piece of the host+maas path, measured alone (best batch of ten)."""
+    """Median µs per call of each piece of the host+maas path, measured alone."""
     settings = MaasSettings(trusted_proxy_cidrs=["10.0.0.0/8"], hmac_key=HMAC_KEY, max_clock_skew_seconds=3600)
     raw = [*COMMON, *((k.lower().encode(), v.encode()) for k, v in MAAS_IDENTITY.items())]
     raw += [(k.lower().encode(), v.encode()) for k, v in sign(MAAS_IDENTITY, HMAC_KEY).items()]
@@ -213,11 +226,19 @@ def breakdown(iterations: int) -> dict[str, float]:
         "Identity.attributes_as_lists()": identity.attributes_as_lists,
         "acting_as(identity) enter+exit": acting,
     }
-    # the best of several batches: the machine is shared, and a piece alone has nothing to interleave with
-    batch = max(iterations // 10, 1)
-    return {
-        name: min(timeit.repeat(function, number=batch, repeat=10)) / batch * 1e6 for name, function in pieces.items()
-    }
+    # medians of single calls, like the table above: robust to a shared machine's preemptions
+    clock = time.perf_counter_ns
+    results = {}
+    for name, function in pieces.items():
+        for _ in range(1000):
+            function()
+        samples = []
+        for _ in range(iterations):
+            start = clock()
+            function()
+            samples.append(clock() - start)
+        results[name] = statistics.median(samples) / 1000
+    return results
 
 
 def main() -> int:
@@ -251,7 +272,7 @@ def main() -> int:
         f"where OGX takes the {OGX_REFERENCE_US:.0f} µs it took when the target was set"
     )
     pieces = breakdown(2000 if args.quick else 50_000)
-    print("\nwhere host+maas spends its time (µs per call, each piece measured alone, best of 10 batches)")
+    print("\nwhere host+maas spends its time (median µs per call, each piece measured alone)")
     for name, micros in pieces.items():
         print(f"{name:<62}{micros:>8.2f}")
     for name, row in stats.items():
@@ -259,7 +280,7 @@ def main() -> int:
     print(json.dumps({"bench": "identity", "case": "ratio", "host_simple_over_ogx": round(ratio_simple, 3),
                       "maas_over_ogx_cidr": round(ratio_maas, 3), "maas_over_ogx": round(ratio_maas_plain, 3)}))
     for name, micros in pieces.items():
-        print(json.dumps({"bench": "identity", "component": name.strip(), "best_us": round(micros, 3)}))
+        print(json.dumps({"bench": "identity", "component": name.strip(), "median_us": round(micros, 3)}))
     return 0
 
 

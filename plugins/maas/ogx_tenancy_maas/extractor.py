@@ -105,8 +105,8 @@ class IdentityExtractor:
         parser = self.parser
         principal = parser.single(principal_raw, self.principal_header)
         attributes: dict[str, list[str]] = {}
-        tenant_values: list[str] | None = None
-        tenant_source = self.principal_header
+        tenant_values: list[str] | None = None  # the values of the tenant_from_attribute header
+        tenant_source: str | None = None
         for header, key, category in self.attribute_headers:
             value = raw.get(key)
             if value is None:
