@@ -35,6 +35,7 @@ import yaml
 
 from ogx_tenancy.host import Tenancy
 from ogx_tenancy.services.config import ServicesSettings
+from ogx_tenancy.services.connectors import shadowed_ids
 from ogx_tenancy.settings import ConfigError
 
 from . import admin_api, batches_provider, connectors_api, prompts_api
@@ -104,14 +105,11 @@ def check_services(raw: Mapping[str, Any], ogx_config: Any, tenancy: Tenancy) ->
         )
     if "connectors" in enabled:
         assert services.connectors is not None
-        global_ids = {c.connector_id for c in ogx_config.connectors}
-        for tenant, connectors in services.connectors.tenants.items():
-            clash = sorted(global_ids & {c.connector_id for c in connectors})
-            if clash:
-                raise ConfigError(
-                    f"tenancy.services.connectors.tenants.{tenant}: connector id(s) {clash} are already global "
-                    "connectors (top-level connectors:); give the tenant's connector another id"
-                )
+        for tenant, ids in shadowed_ids(ogx_config.connectors, services.connectors.tenants).items():
+            raise ConfigError(
+                f"tenancy.services.connectors.tenants.{tenant}: connector id(s) {ids} are already global "
+                "connectors (top-level connectors:); give the tenant's connector another id"
+            )
 
 
 def derive_ogx_config(raw: Mapping[str, Any], services: ServicesSettings, runtime_dir: Path, ogx_config: Any) -> dict:

@@ -12,8 +12,9 @@ apply); the row id is the connector id.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import structlog
 
@@ -71,18 +72,14 @@ class SyncReport:
     unchanged: list[tuple[str, str]] = field(default_factory=list)
 
 
-def check_no_shadowing(
-    global_connectors: Sequence[ConnectorRecord], tenants: Mapping[str, Sequence[ConnectorRecord]]
-) -> None:
-    """A tenant's connector may not reuse a global connector's id: the tenant would see both."""
+def shadowed_ids(global_connectors: Iterable[Any], tenants: Mapping[str, Iterable[Any]]) -> dict[str, list[str]]:
+    """Tenant -> ids of its connectors that are also global ones (a tenant would see both, so this is
+    refused). Takes anything with a ``connector_id``."""
     global_ids = {c.connector_id for c in global_connectors}
-    for tenant, connectors in tenants.items():
-        clash = sorted(global_ids & {c.connector_id for c in connectors})
-        if clash:
-            raise InvalidRequest(
-                f"tenant {tenant!r} declares connector id(s) {clash} that are already global connectors",
-                param="tenants",
-            )
+    clashes = {
+        tenant: sorted(global_ids & {c.connector_id for c in connectors}) for tenant, connectors in tenants.items()
+    }
+    return {tenant: ids for tenant, ids in clashes.items() if ids}
 
 
 class ConnectorService:
@@ -118,7 +115,10 @@ class ConnectorService:
         (OGX removes unlisted connectors at start-up too). Removals come first, so a connector id
         moved from global to a tenant (or back) never exists twice.
         """
-        check_no_shadowing(global_connectors, tenants)
+        for tenant, ids in shadowed_ids(global_connectors, tenants).items():
+            raise InvalidRequest(
+                f"tenant {tenant!r} declares connector id(s) {ids} that are global ones", param="tenants"
+            )
         wanted: dict[tuple[str, str], ConnectorRecord] = {(GLOBAL, c.connector_id): c for c in global_connectors}
         for tenant, connectors in tenants.items():
             wanted |= {(tenant, c.connector_id): c for c in connectors}
