@@ -166,8 +166,9 @@ class Compiler:
     def __init__(self, tables: CollectionTables):
         self.rows = tables.rows
         self.grants = tables.grants
+        self.dialect = tables.dialect
 
-    def _bind(self, name: str, column: sa.Column, *, expanding: bool = False) -> sa.BindParameter:
+    def _bind(self, name: str, column: sa.Column, expanding: bool = False) -> sa.BindParameter:
         return sa.bindparam(name, type_=column.type, expanding=expanding)
 
     def condition(self, key: Hashable, name: str) -> sa.ColumnElement[bool]:
@@ -209,7 +210,7 @@ class Compiler:
         """The index-served condition selecting the rows of access path shape ``path``
         (``AccessPath.shape()``) in ``tenant`` (None: any tenant); values bound under ``name``."""
         rows = self.rows
-        kind, categories, bounded = path  # type: ignore[misc]
+        kind, _, bounded = path  # type: ignore[misc]
         match kind:
             case "owner":
                 return rows.c.owner_principal == self._bind(name, rows.c.owner_principal)
@@ -217,19 +218,28 @@ class Compiler:
                 return rows.c.owner_principal.is_(None)
             case "grants":
                 g = self.grants
-                matches = sa.or_(
-                    *(
-                        sa.and_(
-                            g.c.category == self._bind(f"{name}_{i}_c", g.c.category),
-                            g.c.value.in_(self._bind(f"{name}_{i}_v", g.c.value, expanding=True)),
-                        )
-                        for i in range(categories)
+                category, values = self._bind(f"{name}_0_c", g.c.category), self._bind(f"{name}_0_v", g.c.value, True)
+                if tenant is None:
+                    granted = sa.select(g.c.tenant_id, g.c.row_id).where(
+                        g.c.category == category, g.c.value.in_(values)
+                    )
+                    return sa.tuple_(rows.c.tenant_id, rows.c.id).in_(granted)
+                ids = sa.select(g.c.row_id).where(
+                    g.c.tenant_id == tenant, g.c.category == category, g.c.value.in_(values)
+                )
+                if self.dialect == "postgresql":
+                    # id = ANY(ARRAY(...)): the grants are read first (an init plan), then the rows by
+                    # primary key; as a join, small tables got a hash join over a scan of the tenant
+                    return sa.and_(
+                        rows.c.tenant_id == tenant, rows.c.id == sa.any_(sa.func.array(ids.scalar_subquery()))
+                    )
+                # (tenant_id, id) IN (...) with no other tenant condition: SQLite then reaches the rows
+                # by primary key from the grants found instead of walking the tenant's index
+                return sa.tuple_(rows.c.tenant_id, rows.c.id).in_(
+                    sa.select(g.c.tenant_id, g.c.row_id).where(
+                        g.c.tenant_id == tenant, g.c.category == category, g.c.value.in_(values)
                     )
                 )
-                if tenant is None:
-                    granted = sa.select(g.c.tenant_id, g.c.row_id).where(matches)
-                    return sa.tuple_(rows.c.tenant_id, rows.c.id).in_(granted)
-                return rows.c.id.in_(sa.select(g.c.row_id).where(g.c.tenant_id == tenant, matches))
             case "ids":
                 return rows.c.id.in_(self._bind(name, rows.c.id, expanding=True))
             case "prefix":
@@ -285,8 +295,9 @@ def access_paths(expr: Expr) -> list[AccessPath] | None:
     for a in atoms:
         if isinstance(a, OwnerShares):
             shares.setdefault(a.category, set()).update(a.values)
-    if shares:
-        paths.append(AccessPath("grants", shares=tuple(sorted((c, tuple(sorted(v))) for c, v in shares.items()))))
+    # one path per category: each is a single index range of the grants table, which both planners
+    # turn into primary-key lookups of the rows (an OR of categories made PostgreSQL scan the table)
+    paths += [AccessPath("grants", shares=((c, tuple(sorted(v))),)) for c, v in sorted(shares.items())]
     ids = sorted({a.identifier for a in atoms if isinstance(a, IdEquals)})
     if ids:
         paths.append(AccessPath("ids", ids=tuple(ids)))

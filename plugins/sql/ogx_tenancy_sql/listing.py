@@ -16,9 +16,9 @@ One *branch* per (tenant of the caller's partition, access path, key segment) se
 * key segment: the part of the order after the cursor, split where NULL order values begin or end
   so each part is one index range.
 
-Every branch also carries the full pushed-down policy filter and the caller's ``where``; the keys
-of their union (duplicates removed) are ordered and cut to ``limit``, then joined back to the rows.
-A single branch is queried directly.
+Every branch also carries the pushed-down policy filter (specialised to its path) and the caller's
+``where``; their union (a row found twice kept once) is ordered and cut to ``limit``. A single branch
+is queried directly.
 
 Statements depend only on a ``ListingShape`` and are cached per store; every value (tenants,
 principal, attribute values, filter values, cursor, limit) is a bind parameter.
@@ -129,8 +129,13 @@ def plan(
 class ListingStatements:
     """Builds (and caches, per shape) the listing statements of one collection."""
 
-    def __init__(self, compiler: Compiler, columns: Sequence[sa.ColumnElement]):
+    def __init__(self, compiler: Compiler, columns: Sequence[sa.ColumnElement], dialect: str):
         self.compiler = compiler
+        # SQLite's planner, without statistics, would serve the order of a grants/ids/prefix branch
+        # by walking the tenant's order index and testing every row; ordering by an expression
+        # (coalesce(c, c) = c) makes it start from the path's index and sort what it finds, so the
+        # cost follows the rows the path reaches. PostgreSQL plans these well by itself.
+        self.steer_order = dialect == "sqlite"
         self.rows = compiler.rows
         self.columns = list(columns)
         self._cache: OrderedDict[ListingShape, sa.Select] = OrderedDict()
@@ -160,33 +165,38 @@ class ListingStatements:
             path_slots: list[int | None] = list(range(len(shape.paths))) if shape.paths is not None else [None]
             for i in path_slots:
                 policy = self.compiler.condition(shape.filters[i or 0], f"f{i or 0}")
+                by_expression = (
+                    self.steer_order and i is not None and shape.paths[i][0] in ("grants", "ids", "prefix")  # type: ignore[index]
+                )
                 for segment in self._segments(shape, j):
                     where = [policy, *common]
-                    if tenant is not None:
+                    # a grants path states the tenant itself (compile.Compiler.path_condition)
+                    pinned_by_path = i is not None and shape.paths[i][0] == "grants"  # type: ignore[index]
+                    if tenant is not None and not pinned_by_path:
                         where.insert(0, rows.c.tenant_id == tenant)
                     if i is not None:
                         where.append(self.compiler.path_condition(shape.paths[i], f"a{i}", tenant))  # type: ignore[index]
                     where.append(segment)
-                    branches.append(sa.select(*self.columns).where(*where).order_by(*self._order_by(rows.c, shape)))
+                    order = self._order_by(rows.c, shape, by_expression=by_expression)
+                    branches.append(sa.select(*self.columns).where(*where).order_by(*order))
         if len(branches) == 1:
             return branches[0].limit(limit)
-        keys = [rows.c.tenant_id, rows.c.id] + ([] if shape.by_id else [rows.c[shape.order]])
-        members = [b.with_only_columns(*keys).limit(limit).subquery() for b in branches]
-        union = sa.union(*(sa.select(m) for m in members)).subquery("hits")
-        top = sa.select(union).order_by(*self._order_by(union.c, shape)).limit(limit).subquery("page")
-        joined = rows.join(top, sa.and_(rows.c.tenant_id == top.c.tenant_id, rows.c.id == top.c.id))
-        return sa.select(*self.columns).select_from(joined).order_by(*self._order_by(top.c, shape))
+        # UNION removes a row two branches both found; each branch is cut to the page first
+        members = [sa.select(b.limit(limit).subquery()) for b in branches]
+        hits = sa.union(*members).subquery("hits")
+        return sa.select(*(hits.c[c.name] for c in self.columns)).order_by(*self._order_by(hits.c, shape)).limit(limit)
 
     @staticmethod
-    def _order_by(c: Any, shape: ListingShape) -> list[sa.ColumnElement]:
+    def _order_by(c: Any, shape: ListingShape, *, by_expression: bool = False) -> list[sa.ColumnElement]:
         names = ["id", "tenant_id"] if shape.by_id else [shape.order, "id", "tenant_id"]
         out = []
         for i, name in enumerate(names):
             nullable = i == 0 and not shape.by_id
+            term = sa.func.coalesce(c[name], c[name]) if by_expression else c[name]
             if shape.descending:
-                out.append(c[name].desc().nulls_last() if nullable else c[name].desc())
+                out.append(term.desc().nulls_last() if nullable else term.desc())
             else:
-                out.append(c[name].asc().nulls_first() if nullable else c[name].asc())
+                out.append(term.asc().nulls_first() if nullable else term.asc())
         return out
 
     # -- keyset ---------------------------------------------------------------------------------

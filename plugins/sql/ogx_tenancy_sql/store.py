@@ -114,7 +114,7 @@ class SqlStore:
         # a taken id or unique group inserts nothing (rowcount 0) instead of aborting a transaction.
         # Written as text: the dialects' INSERT ... ON CONFLICT constructs defeat SQLAlchemy's cache.
         self._insert = _insert_ignoring_conflicts(rows)
-        self._listing = ListingStatements(self._compiler, self._columns)
+        self._listing = ListingStatements(self._compiler, self._columns, backend.dialect)
 
     @property
     def rows_table(self) -> sa.Table:
