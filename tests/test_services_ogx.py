@@ -218,6 +218,8 @@ def test_batches_are_isolated_and_keys_are_per_tenant(server, upstream):
         sent = [r for r in upstream.requests(path="/v1/chat/completions") if marker in str(r.body)]
         assert len(sent) == 3
         assert {r.header(FAIRNESS_HEADER) for r in sent} == {user.name}
+    # refusals are answered, not re-raised to uvicorn (which would drop the connection)
+    assert "Exception in ASGI application" not in server.log_path.read_text()
 
 
 def test_reusing_a_key_with_other_parameters_is_a_409(server):

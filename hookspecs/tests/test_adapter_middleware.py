@@ -121,3 +121,29 @@ async def test_lifespan_passes_through(app):
 
 async def _noop_send(message):
     return None
+
+
+class RespondsThenRaises:
+    """What Starlette does with an error its generic handler already answered."""
+
+    def __init__(self, respond: bool):
+        self.respond = respond
+
+    async def __call__(self, scope, receive, send):
+        if self.respond:
+            await send({"type": "http.response.start", "status": 500, "headers": []})
+            await send({"type": "http.response.body", "body": b"{}"})
+        raise RuntimeError("handled upstream")
+
+
+async def test_error_after_a_completed_response_is_not_reraised(manager):
+    manager.register(make_module("mod_mw2", ogx_tenancy_identity=ogx_tenancy_identity), "mw2")
+    tenancy = Tenancy.from_config(None, manager=manager)
+    sent = await call(
+        IdentityMiddleware(RespondsThenRaises(True), tenancy, lambda m, p: False), headers=[("x-user", "a")]
+    )
+    assert sent[0]["status"] == 500
+    with pytest.raises(RuntimeError):
+        await call(
+            IdentityMiddleware(RespondsThenRaises(False), tenancy, lambda m, p: False), headers=[("x-user", "a")]
+        )

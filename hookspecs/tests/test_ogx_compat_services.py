@@ -185,6 +185,16 @@ def test_our_errors_keep_their_status_in_ogx():
         assert try_translate_to_http_exception(TenancyAPIError(status, "x")).status_code == status
 
 
+def test_our_errors_reach_a_handler_that_does_not_reraise():
+    # OGX's generic Exception handler re-raises to uvicorn after responding (dropped connection, a
+    # stalled event loop while rich renders the traceback); ConflictError has its own handler.
+    from ogx.core.server import server
+    from ogx_api import ConflictError
+
+    assert issubclass(TenancyAPIError, ConflictError)
+    assert "app.exception_handler(ConflictError)(global_exception_handler)" in inspect.getsource(server.create_app)
+
+
 def test_mcp_helpers_and_route_check_signatures():
     from ogx.core.access_control.route_access import is_route_allowed
     from ogx.providers.utils.tools import mcp

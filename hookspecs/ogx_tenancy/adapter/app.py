@@ -6,6 +6,7 @@ middleware, so each uvicorn worker process sets itself up from the same run conf
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -25,6 +26,8 @@ log = structlog.get_logger("ogx_tenancy.adapter")
 
 # The run config path, for uvicorn worker processes that import the factory afresh.
 ENV_RUN_CONFIG = "OGX_TENANCY_RUN_CONFIG"
+# Level of our own log lines (ogx_tenancy.*, plugins included); OGX's root logger stays at WARNING.
+ENV_LOG_LEVEL = "OGX_TENANCY_LOG_LEVEL"
 
 
 def create_app() -> Any:
@@ -39,6 +42,8 @@ def create_app() -> Any:
         host.install(tenancy)
     context.set_fallback_identity_source(ogx_bridge.current_ogx_identity)
     ogx_app = ogx_bridge.create_ogx_app()
+    # OGX has now routed structlog through stdlib logging with the root at WARNING
+    logging.getLogger("ogx_tenancy").setLevel(os.environ.get(ENV_LOG_LEVEL, "INFO").upper())
     # OGX warns that authentication is not configured: its own auth is unset on purpose
     log.info("requests are identified by the tenancy identity plugins", plugins=tenancy.manager.active_plugins())
     return IdentityMiddleware(ogx_app, tenancy, ogx_bridge.public_route_checker(ogx_app))

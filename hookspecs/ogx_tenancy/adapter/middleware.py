@@ -54,7 +54,7 @@ class IdentityMiddleware:
             return await _refuse(scope, send, rejection)
         if identity is None:
             if scope["type"] == "http" and self.is_public_route(request.method, request.path):
-                return await self.app(scope, receive, send)
+                return await _serve(self.app, scope, receive, send)
             return await _refuse(scope, send, _NO_IDENTITY)
         scope[SCOPE_PRINCIPAL] = identity.principal
         scope[SCOPE_ATTRIBUTES] = identity.attributes_as_lists()
@@ -62,7 +62,30 @@ class IdentityMiddleware:
         if identity.tenant_id:
             scope[SCOPE_TENANT] = identity.tenant_id
         with acting_as(identity):
-            await self.app(scope, receive, send)
+            await _serve(self.app, scope, receive, send)
+
+
+async def _serve(app: ASGIApp, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Run the app; an error raised after the response was fully sent is logged, not re-raised.
+
+    Starlette re-raises an exception its generic handler already answered (OGX's handler printed the
+    traceback). Passed on to uvicorn, it drops the connection of a completed response and stalls
+    the event loop while the traceback is rendered again.
+    """
+    completed = False
+
+    async def tracking_send(message: dict[str, Any]) -> None:
+        nonlocal completed
+        await send(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            completed = True
+
+    try:
+        await app(scope, receive, tracking_send)
+    except Exception as e:
+        if not completed:
+            raise
+        log.warning("request failed after its response was sent", path=scope.get("path"), error=type(e).__name__)
 
 
 async def _refuse(scope: dict[str, Any], send: Any, rejection: IdentityRejected) -> None:

@@ -1,7 +1,8 @@
-"""Every OGX 1.5 internal the adapter relies on, in one place.
+"""The OGX 1.5 internals of the request path: app factory, config parsing, scope keys, user, routes.
 
-Each function names the OGX mechanism it uses; ``tests/test_ogx_compat.py`` fails loudly when an
-installed OGX no longer provides it.
+Each function names the OGX mechanism it uses. The services' mechanisms (external APIs, admin,
+``module:`` providers) live in their own adapter modules. ``tests/test_ogx_compat.py`` and
+``tests/test_ogx_compat_services.py`` fail loudly when an installed OGX no longer provides them.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 OGX renders any ``OGXError`` with its ``status_code``; it renders anything else without one as a
 500. Our errors carry ``status``, so every shim translates them here: the resource-specific ones
 into OGX's own classes (same messages as OGX's built-ins), the rest into ``TenancyAPIError``.
+
+``TenancyAPIError`` derives from ``ConflictError`` because OGX 1.5 registers a dedicated handler
+for it; an error reaching only OGX's generic ``Exception`` handler gets a traceback printed and is
+re-raised after the response (the identity middleware then stops it, see ``middleware._serve``).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ogx_api import BatchNotFoundError, ConnectorNotFoundError, PromptNotFoundError, PromptVersionNotFoundError
-from ogx_api.common.errors import OGXError
+from ogx_api.common.errors import ConflictError
 
 from ogx_tenancy.services import ServiceError
 from ogx_tenancy.services.batches import BatchNotFound
@@ -20,8 +24,9 @@ from ogx_tenancy.services.prompts import PromptNotFound, PromptVersionNotFound
 from ogx_tenancy.store import AccessDenied, InvalidRowData, RowConflict, RowNotFound
 
 
-class TenancyAPIError(OGXError):
-    """An error with the HTTP status our service or store chose, rendered by OGX."""
+class TenancyAPIError(ConflictError):
+    """An error with the HTTP status our service or store chose, rendered by OGX (any status, not
+    only 409: the base class is chosen for OGX's handler, see the module docstring)."""
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
