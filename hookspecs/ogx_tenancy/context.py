@@ -60,16 +60,25 @@ def current_identity() -> Identity | None:
     return actor if isinstance(actor, Identity) else None
 
 
-@contextmanager
-def acting_as(identity: Identity) -> Iterator[Identity]:
-    """Run the enclosed code as ``identity`` (the adapter does this per request)."""
-    if not isinstance(identity, Identity) or identity.principal is None:
-        raise TypeError("acting_as needs a complete Identity with a principal")
-    token = _actor.set(identity)
-    try:
-        yield identity
-    finally:
-        _actor.reset(token)
+class acting_as:  # lower-case: used like the context-manager function it replaces
+    """Run the enclosed code as ``identity`` (the adapter does this per request).
+
+    A class rather than a generator-based context manager: it runs on every request.
+    """
+
+    __slots__ = ("_identity", "_token")
+
+    def __init__(self, identity: Identity):
+        if not isinstance(identity, Identity) or identity.principal is None:
+            raise TypeError("acting_as needs a complete Identity with a principal")
+        self._identity = identity
+
+    def __enter__(self) -> Identity:
+        self._token = _actor.set(self._identity)
+        return self._identity
+
+    def __exit__(self, *exc: object) -> None:
+        _actor.reset(self._token)
 
 
 @contextmanager
