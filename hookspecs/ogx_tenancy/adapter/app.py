@@ -42,8 +42,7 @@ def create_app() -> Any:
         host.install(tenancy)
     context.set_fallback_identity_source(ogx_bridge.current_ogx_identity)
     ogx_app = ogx_bridge.create_ogx_app()
-    # OGX has now routed structlog through stdlib logging with the root at WARNING
-    logging.getLogger("ogx_tenancy").setLevel(os.environ.get(ENV_LOG_LEVEL, "INFO").upper())
+    _log_like_ogx()
     # OGX warns that authentication is not configured: its own auth is unset on purpose
     log.info("requests are identified by the tenancy identity plugins", plugins=tenancy.manager.active_plugins())
     return IdentityMiddleware(ogx_app, tenancy, ogx_bridge.public_route_checker(ogx_app))
@@ -56,6 +55,7 @@ def run(config_path: str | Path, *, host_address: str | None = None, port: int |
     """
     import uvicorn
 
+    _log_like_ogx()
     loaded = load_run_config(config_path)
     host.install(loaded.tenancy)
     server = loaded.ogx.server
@@ -84,6 +84,12 @@ def run(config_path: str | Path, *, host_address: str | None = None, port: int |
     with generated_run_config(loaded) as ogx_config_path:
         os.environ["OGX_CONFIG"] = str(ogx_config_path)
         uvicorn.run("ogx_tenancy.adapter.app:create_app", **options)
+
+
+def _log_like_ogx() -> None:
+    ogx_bridge.setup_ogx_logging()
+    # OGX routes structlog through stdlib logging with the root logger at WARNING
+    logging.getLogger("ogx_tenancy").setLevel(os.environ.get(ENV_LOG_LEVEL, "INFO").upper())
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

@@ -27,6 +27,14 @@ def ogx_version() -> str:
     return version("ogx")
 
 
+def setup_ogx_logging() -> None:
+    """OGX's logging set-up (structlog through stdlib, rich console, ``OGX_LOGGING`` levels), so our
+    lines look like OGX's from the first one on. OGX's app factory calls it again; that is harmless."""
+    from ogx.log import setup_logging
+
+    setup_logging()
+
+
 def create_ogx_app() -> Any:
     """OGX's own app factory (reads the run config from ``OGX_CONFIG``)."""
     from ogx.core.server.server import create_app
