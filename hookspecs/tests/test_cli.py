@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -14,7 +15,11 @@ import ogx_tenancy
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ogx_tenancy.cli", *args], capture_output=True, text=True, timeout=120)
+    # no installed plugin is loaded (pitfall 10): these tests are about the command itself
+    env = {**os.environ, "OGX_TENANCY_PLUGINS": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "ogx_tenancy.cli", *args], capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 def test_version():
