@@ -172,7 +172,7 @@ async def bench_ours(backend_name: str, rows: int, policies: list[str], args: ar
             await vacuum_analyze(database)
         load_s = time.perf_counter() - start
         progress(f"ours/{backend_name}: loaded in {load_s:.1f}s")
-        table = loader.rows_table  # the no-access-control baseline queries the same table directly
+        plain = NoAccessControl(backend, loader)  # the same table and Rows, no access control
         for policy_name in policies:
             store = await backend.open_store(SPEC, Policy.parse(POLICIES[policy_name]))
             rng = random.Random(7)
@@ -190,10 +190,10 @@ async def bench_ours(backend_name: str, rows: int, policies: list[str], args: ar
                     seconds, row = await once(store.get(f"r{t}"))
                     get_s.append(seconds)
                     found.append(row is not None)
-                plain_page_s.append((await once(plain_list(backend, table, f"t{t}", 20)))[0])
-                plain_all_s.append((await once(plain_list(backend, table, f"t{t}", 1000)))[0])
-                plain_get_s.append((await once(plain_get(backend, table, f"t{t}", f"r{t}")))[0])
-            insert = await insert_rate(backend, store, args.inserts, policy_name)
+                plain_page_s.append((await once(plain.list(f"t{t}", 20)))[0])
+                plain_all_s.append((await once(plain.list(f"t{t}", 1000)))[0])
+                plain_get_s.append((await once(plain.get(f"t{t}", f"r{t}")))[0])
+            insert = await insert_rate(plain, store, args.inserts, policy_name)
             expected_all = rows // tenants
             results.append(
                 {
@@ -227,30 +227,44 @@ async def bench_ours(backend_name: str, rows: int, policies: list[str], args: ar
     return results
 
 
-async def plain_list(backend, table: sa.Table, tenant: str, limit: int) -> list:
-    """The same listing with no access control: the tenant's newest rows."""
-    query = (
-        sa.select(*table.c)
-        .where(table.c.tenant_id == tenant)
-        .order_by(table.c.created_at.desc(), table.c.id.desc())
-        .limit(limit + 1)
-    )
-    async with backend.connection() as conn:
-        return (await conn.execute(query)).all()
+class NoAccessControl:
+    """The same reads with no access control at all, run the way the store runs its own (compiled once,
+    executed on the driver through ``SqlBackend.fetch``, rows turned into the same ``Row`` objects), so
+    only the access control differs."""
+
+    def __init__(self, backend, store):
+        self.backend = backend
+        self.decode = store._decode
+        table = store.rows_table
+        tenant, row_id = sa.bindparam("t", type_=table.c.tenant_id.type), sa.bindparam("i", type_=table.c.id.type)
+        newest = table.c.created_at.desc(), table.c.id.desc()
+        lim = sa.bindparam("lim", type_=sa.Integer())
+        self._list = backend.compile(
+            sa.select(*table.c).where(table.c.tenant_id == tenant).order_by(*newest).limit(lim)
+        )
+        self._get = backend.compile(sa.select(*table.c).where(table.c.tenant_id == tenant, table.c.id == row_id))
+        names = [c.name for c in table.columns]
+        self._insert = backend.compile(
+            sa.text(
+                f'INSERT INTO "{table.name}" ({", ".join(names)}) VALUES ({", ".join(":" + n for n in names)}) '
+                "RETURNING id"
+            ).bindparams(*(sa.bindparam(c.name, type_=c.type) for c in table.columns))
+        )
+
+    async def list(self, tenant: str, limit: int) -> list:
+        return [self.decode(r) for r in await self.backend.fetch(self._list, {"t": tenant, "lim": limit + 1})]
+
+    async def get(self, tenant: str, row_id: str) -> list:
+        return [self.decode(r) for r in await self.backend.fetch(self._get, {"t": tenant, "i": row_id})]
+
+    async def insert(self, record: dict) -> list:
+        return await self.backend.fetch(self._insert, record)
 
 
-async def plain_get(backend, table: sa.Table, tenant: str, row_id: str) -> Any:
-    async with backend.connection() as conn:
-        return (
-            await conn.execute(sa.select(*table.c).where(table.c.tenant_id == tenant, table.c.id == row_id))
-        ).first()
-
-
-async def insert_rate(backend, store, count: int, policy_name: str) -> dict:
+async def insert_rate(plain: NoAccessControl, store, count: int, policy_name: str) -> dict:
     """Rows per second through ``store.create``: one call at a time (each its own commit), from 16
     concurrent callers, and 100 creates per ``transaction()``; beside the same single-row INSERT
     with no access control (precomputed owner columns, same engine, one commit per row)."""
-    table = store.rows_table
     writer = Identity(f"writer-{policy_name}", {"teams": ["team0"]}, "t0")
     with acting_as(writer):
         start = time.perf_counter()
@@ -271,7 +285,6 @@ async def insert_rate(backend, store, count: int, policy_name: str) -> dict:
                 for i in range(100):
                     await store.create(f"tx-{policy_name}-{batch}-{i}", {"created_at": i, "body": BODY})
         batched = (count // 100 * 100) / (time.perf_counter() - start)
-    insert = sa.insert(table)
     start = time.perf_counter()
     for i in range(count):
         record = {
@@ -283,14 +296,13 @@ async def insert_rate(backend, store, count: int, policy_name: str) -> dict:
             "created_at": i,
             "body": BODY,
         }
-        async with backend.connection() as conn:
-            await conn.execute(insert, record)
-    plain = count / (time.perf_counter() - start)
+        await plain.insert(record)
+    unchecked = count / (time.perf_counter() - start)
     return {
         "insert_rows_per_s": round(sequential),
         "insert_16_callers_rows_per_s": round(concurrent),
         "insert_tx100_rows_per_s": round(batched),
-        "plain_insert_rows_per_s": round(plain),
+        "plain_insert_rows_per_s": round(unchecked),
     }
 
 

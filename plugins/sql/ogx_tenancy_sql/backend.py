@@ -8,7 +8,11 @@ A ``SqlBackend`` owns one SQLAlchemy async engine. Stores borrow connections fro
 * ``writing()`` — a transaction of its own (``BEGIN IMMEDIATE`` on SQLite, so a writer holds the
   write lock from its first read and two writers never deadlock; READ COMMITTED with row locks
   (``SELECT ... FOR UPDATE``) on PostgreSQL) for read-decide-write sequences;
-* inside ``transaction()`` both hand out the transaction's connection instead, found through a
+* ``fetch(compiled, params)`` — the hot reads (``list``, ``get``): a statement SQLAlchemy built and
+  compiled once, executed straight on the driver connection (aiosqlite's ``execute_fetchall``: one
+  thread hop instead of five; asyncpg's ``fetch``: no SQLAlchemy result machinery). Measured on the
+  benchmark's listing this halves the latency on SQLite and takes a third off on PostgreSQL;
+* inside ``transaction()`` all of these use the transaction's connection instead, found through a
   context variable — so every store of the backend used in the block, in this task and tasks it
   spawns inside the block, takes part in the one transaction. A nested ``transaction()`` is a
   savepoint.
@@ -20,14 +24,18 @@ import asyncio
 import contextvars
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import sqlalchemy as sa
 import structlog
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.util import greenlet_spawn
 
 from ogx_tenancy.policy import Policy
 from ogx_tenancy.store import CollectionSpec, StoreCapabilities
@@ -106,6 +114,38 @@ class SqlBackend:
         async with self._read_engine.connect() as conn:
             yield conn
 
+    def compile(self, statement: sa.Executable) -> SQLCompiler:
+        """``statement`` compiled for this database, for ``fetch`` (compile once, fetch often)."""
+        return statement.compile(dialect=self.engine.dialect)  # type: ignore[return-value]
+
+    async def fetch(self, compiled: SQLCompiler, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        """The rows of a compiled statement, as the driver returns them (JSON as text on SQLite, SQLite
+        booleans as 0/1)."""
+        if compiled.post_compile_params or compiled.literal_execute_params:
+            state = compiled.construct_expanded_state(params)
+            sql, names, values = state.statement, state.positiontup, state.parameters
+            processors = {**compiled._bind_processors, **state.processors}
+        else:  # the common case: no per-call expansion, just the parameters in order
+            sql, names, values = compiled.string, compiled.positiontup, compiled.construct_params(params)
+            # the types' bind processors (JSON to text, ...); SQLAlchemy < 2.1 keeps them privately
+            processors = compiled._bind_processors
+        args = tuple(processors[name](values[name]) if name in processors else values[name] for name in names or ())
+        current = self._transaction.get()
+        if current is not None:
+            async with current.lock:
+                raw = await current.connection.get_raw_connection()
+                return await self._driver_fetch(raw.driver_connection, sql, args)
+        raw = await self._read_engine.raw_connection()
+        try:
+            return await self._driver_fetch(raw.driver_connection, sql, args)
+        finally:
+            await greenlet_spawn(raw.close)  # back to the pool (its reset may need the driver)
+
+    async def _driver_fetch(self, driver: Any, sql: str, args: tuple[Any, ...]) -> list[Sequence[Any]]:
+        if self.dialect == "postgresql":
+            return await driver.fetch(sql, *args)
+        return await driver.execute_fetchall(sql, args)
+
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncConnection]:
         """A connection in a write transaction, committed when the block ends without error."""
@@ -134,6 +174,10 @@ class SqlBackend:
                 await savepoint.commit()
             return
         async with self._write_engine.connect() as conn, conn.begin():
+            if self.dialect == "postgresql":
+                # SQLAlchemy's asyncpg adapter sends BEGIN with the first statement it runs; ``fetch``
+                # talks to the driver directly, so make the transaction real before anything else
+                await conn.exec_driver_sql("SELECT 1")
             token = self._transaction.set(_Transaction(conn, asyncio.Lock()))
             try:
                 yield

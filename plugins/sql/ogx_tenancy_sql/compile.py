@@ -120,8 +120,8 @@ def shape(expr: Expr) -> Hashable:
             return ("owner",)
         case Unowned():
             return ("unowned",)
-        case OwnerShares():
-            return ("shares",)
+        case OwnerShares(values=values):
+            return ("shares", len(values))
         case IdEquals():
             return ("id",)
         case IdPrefix(prefix=prefix):
@@ -144,7 +144,8 @@ def bind_values(expr: Expr, name: str, out: dict[str, Any]) -> dict[str, Any]:
             out[name] = principal
         case OwnerShares(category=category, values=values):
             out[f"{name}_c"] = category
-            out[f"{name}_v"] = list(values)
+            for j, value in enumerate(values):
+                out[f"{name}_v{j}"] = value
         case IdEquals(identifier=identifier):
             out[name] = identifier
         case IdPrefix(prefix=prefix):
@@ -168,8 +169,13 @@ class Compiler:
         self.grants = tables.grants
         self.dialect = tables.dialect
 
-    def _bind(self, name: str, column: sa.Column, expanding: bool = False) -> sa.BindParameter:
-        return sa.bindparam(name, type_=column.type, expanding=expanding)
+    def _bind(self, name: str, column: sa.Column) -> sa.BindParameter:
+        return sa.bindparam(name, type_=column.type)
+
+    def _binds(self, name: str, count: int, column: sa.Column) -> list[sa.BindParameter]:
+        """``count`` parameters for an IN list: its length is part of the shape, so the statement
+        needs no per-call expansion (SQLAlchemy's "expanding" parameters cost a pass over the SQL)."""
+        return [self._bind(f"{name}{j}", column) for j in range(count)]
 
     def condition(self, key: Hashable, name: str) -> sa.ColumnElement[bool]:
         """The WHERE condition of shape ``key``, its literals bound under ``name`` (see ``bind_values``)."""
@@ -184,12 +190,18 @@ class Compiler:
                 return rows.c.owner_principal.is_(None)
             case "shares":
                 g = self.grants
-                return sa.exists().where(
+                granted = sa.select(sa.literal_column("1")).where(
                     g.c.tenant_id == rows.c.tenant_id,
                     g.c.row_id == rows.c.id,
                     g.c.category == self._bind(f"{name}_c", g.c.category),
-                    g.c.value.in_(self._bind(f"{name}_v", g.c.value, expanding=True)),
+                    g.c.value.in_(self._binds(f"{name}_v", key[1], g.c.value)),
                 )
+                if self.dialect == "postgresql":
+                    # OFFSET 0 keeps PostgreSQL from turning the EXISTS into a hashed subplan, which
+                    # reads every grant of the category (a scan of the table) instead of one index
+                    # probe per candidate row
+                    granted = granted.offset(0)
+                return sa.exists(granted)
             case "id":
                 return rows.c.id == self._bind(name, rows.c.id)
             case "prefix":
@@ -210,7 +222,7 @@ class Compiler:
         """The index-served condition selecting the rows of access path shape ``path``
         (``AccessPath.shape()``) in ``tenant`` (None: any tenant); values bound under ``name``."""
         rows = self.rows
-        kind, _, bounded = path  # type: ignore[misc]
+        kind, count, bounded = path  # type: ignore[misc]
         match kind:
             case "owner":
                 return rows.c.owner_principal == self._bind(name, rows.c.owner_principal)
@@ -218,7 +230,7 @@ class Compiler:
                 return rows.c.owner_principal.is_(None)
             case "grants":
                 g = self.grants
-                category, values = self._bind(f"{name}_0_c", g.c.category), self._bind(f"{name}_0_v", g.c.value, True)
+                category, values = self._bind(f"{name}_c", g.c.category), self._binds(f"{name}_v", count, g.c.value)
                 if tenant is None:
                     granted = sa.select(g.c.tenant_id, g.c.row_id).where(
                         g.c.category == category, g.c.value.in_(values)
@@ -241,7 +253,7 @@ class Compiler:
                     )
                 )
             case "ids":
-                return rows.c.id.in_(self._bind(name, rows.c.id, expanding=True))
+                return rows.c.id.in_(self._binds(name, count, rows.c.id))
             case "prefix":
                 return self._id_range(name, bounded=bounded)
         raise AssertionError(kind)
@@ -262,18 +274,22 @@ class AccessPath:
         return self.prefix is not None and prefix_upper_bound(self.prefix) is not None
 
     def shape(self) -> Hashable:
-        return (self.kind, len(self.shares), self.bounded)
+        """(kind, how many values its IN list binds, whether an id range has an upper bound)."""
+        count = len(self.shares[0][1]) if self.kind == "grants" else len(self.ids)
+        return (self.kind, count, self.bounded)
 
     def bind_values(self, name: str, out: dict[str, Any]) -> None:
         match self.kind:
             case "owner":
                 out[name] = self.owner
             case "grants":
-                for i, (category, values) in enumerate(self.shares):
-                    out[f"{name}_{i}_c"] = category
-                    out[f"{name}_{i}_v"] = list(values)
+                ((category, values),) = self.shares
+                out[f"{name}_c"] = category
+                for j, value in enumerate(values):
+                    out[f"{name}_v{j}"] = value
             case "ids":
-                out[name] = list(self.ids)
+                for j, identifier in enumerate(self.ids):
+                    out[f"{name}{j}"] = identifier
             case "prefix":
                 out[f"{name}_lo"] = self.prefix
                 if self.bounded:

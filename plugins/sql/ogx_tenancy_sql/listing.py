@@ -27,11 +27,12 @@ principal, attribute values, filter values, cursor, limit) is a bind parameter.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from ogx_tenancy.policy import FALSE, Expr
 
@@ -54,6 +55,7 @@ class ListingShape:
     where: tuple[tuple[str, bool], ...]  # (field, value is None)
     after: str | None  # None (first page), "null" (cursor's order value is NULL) or "value"
     inclusive: tuple[bool, ...]  # per tenant: does a row with the cursor's (value, id) come after it?
+    probe: bool = False  # the head probe (see ``ListingStatements``) instead of the listing
 
     @property
     def by_id(self) -> bool:
@@ -89,8 +91,12 @@ def plan(
     access: Access,
     where: dict[str, Any],
     after: Key | None,
+    probe: bool = False,
 ) -> tuple[ListingShape, dict[str, Any]]:
-    """The shape and bind values of one listing statement (the limit is bound as ``lim``)."""
+    """The shape and bind values of one listing statement (the limit is bound as ``lim``).
+
+    With ``probe``, ``access`` must be a scan (no paths): the statement is the head probe.
+    """
     values: dict[str, Any] = {}
     for i, condition in enumerate(access.filters):
         bind_values(condition, f"f{i}", values)
@@ -122,15 +128,23 @@ def plan(
         where=tuple((name, value is None) for name, value in where.items()),
         after=kind,
         inclusive=inclusive,
+        probe=probe,
     )
     return shape, values
 
 
 class ListingStatements:
-    """Builds (and caches, per shape) the listing statements of one collection."""
+    """Builds, compiles and caches (per shape) the listing statements of one collection."""
 
-    def __init__(self, compiler: Compiler, columns: Sequence[sa.ColumnElement], dialect: str):
+    def __init__(
+        self,
+        compiler: Compiler,
+        columns: Sequence[sa.ColumnElement],
+        dialect: str,
+        compile: Callable[[sa.Select], SQLCompiler],
+    ):
         self.compiler = compiler
+        self._compile = compile
         # SQLite's planner, without statistics, would serve the order of a grants/ids/prefix branch
         # by walking the tenant's order index and testing every row; ordering by an expression
         # (coalesce(c, c) = c) makes it start from the path's index and sort what it finds, so the
@@ -138,20 +152,27 @@ class ListingStatements:
         self.steer_order = dialect == "sqlite"
         self.rows = compiler.rows
         self.columns = list(columns)
-        self._cache: OrderedDict[ListingShape, sa.Select] = OrderedDict()
+        self._cache: OrderedDict[ListingShape, SQLCompiler] = OrderedDict()
 
-    def statement(self, shape: ListingShape) -> sa.Select:
+    def compiled(self, shape: ListingShape) -> SQLCompiler:
+        """The statement of ``shape``, compiled for the backend's database (built once per shape)."""
         cached = self._cache.get(shape)
         if cached is not None:
             self._cache.move_to_end(shape)
             return cached
-        built = self._build(shape)
+        built = self._compile(self.statement(shape))
         self._cache[shape] = built
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
         return built
 
+    def statement(self, shape: ListingShape) -> sa.Select:
+        """The SQLAlchemy statement of ``shape`` (not cached; ``compiled`` is)."""
+        return self._build(shape)
+
     def _build(self, shape: ListingShape) -> sa.Select:
+        if shape.probe:
+            return self._build_probe(shape)
         rows = self.rows
         limit = sa.bindparam("lim", type_=sa.Integer())
         common = [
@@ -185,6 +206,41 @@ class ListingStatements:
         members = [sa.select(b.limit(limit).subquery()) for b in branches]
         hits = sa.union(*members).subquery("hits")
         return sa.select(*(hits.c[c.name] for c in self.columns)).order_by(*self._order_by(hits.c, shape)).limit(limit)
+
+    def _build_probe(self, shape: ListingShape) -> sa.Select:
+        """The first ``lim`` rows of each (tenant, key segment) after the cursor, in order, each with
+        ``visible`` (the pushed-down policy filter and the caller's ``where``, evaluated in SQL) and
+        ``branch`` (which range it came from). The store keeps the visible ones when every range
+        either ran out or already holds a full page of visible rows: then no row beyond the probed
+        heads can be on the page."""
+        rows = self.rows
+        limit = sa.bindparam("lim", type_=sa.Integer())
+        # the caller's ``where`` joins the policy in the flag, not in the WHERE clause, so each range
+        # reads at most ``lim`` rows whatever the filter
+        matches = [
+            rows.c[name].is_(None) if is_null else rows.c[name] == sa.bindparam(f"w_{name}", type_=rows.c[name].type)
+            for name, is_null in shape.where
+        ]
+        policy = self.compiler.condition(shape.filters[0], "f0")
+        visible = sa.case((sa.and_(policy, *matches), 1), else_=0).label("visible")
+        tenant_slots: list[int | None] = list(range(shape.tenants)) if shape.tenants is not None else [None]
+        branches = []
+        for j in tenant_slots:
+            for segment in self._segments(shape, j):
+                where = [segment]
+                if j is not None:
+                    where.insert(0, rows.c.tenant_id == sa.bindparam(f"t{j}", type_=rows.c.tenant_id.type))
+                label = sa.literal_column(str(len(branches))).label("branch")
+                branches.append(
+                    sa.select(*self.columns, visible, label)
+                    .where(*where)
+                    .order_by(*self._order_by(rows.c, shape))
+                    .limit(limit)
+                )
+        if len(branches) == 1:
+            return branches[0]
+        heads = sa.union_all(*(sa.select(b.subquery()) for b in branches)).subquery("heads")
+        return sa.select(heads).order_by(*self._order_by(heads.c, shape))
 
     @staticmethod
     def _order_by(c: Any, shape: ListingShape, *, by_expression: bool = False) -> list[sa.ColumnElement]:

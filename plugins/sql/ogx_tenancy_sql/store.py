@@ -23,7 +23,7 @@ Unowned means ``owner_principal`` NULL, for reading and writing alike (the polic
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -75,18 +75,32 @@ from .schema import CollectionTables
 log = structlog.get_logger("ogx_tenancy.sql").bind(plugin="sql")
 
 _SCAN_BATCH_MAX = 1000  # rows fetched per round when the policy is finished in Python
+_PROBE_MAX = 256  # rows read from the head of each partition range before trying the access paths (0: never)
 _WRITE_BATCH = 500  # rows locked and changed per round by update_where/delete_where in Python mode
 
 
 def _insert_ignoring_conflicts(table: sa.Table) -> sa.TextClause:
-    """``INSERT INTO table (...) VALUES (...) ON CONFLICT DO NOTHING`` (same syntax on both dialects)."""
+    """``INSERT INTO table (...) VALUES (...) ON CONFLICT DO NOTHING RETURNING id`` (same syntax on
+    both dialects): no row back means the id or a unique group was taken."""
     # names are plain lower-case identifiers (schema.check_names), so double quotes suffice on both
     names = [c.name for c in table.columns]
     columns = ", ".join(f'"{n}"' for n in names)
     values = ", ".join(f":{n}" for n in names)
-    return sa.text(f'INSERT INTO "{table.name}" ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING').bindparams(
-        *(sa.bindparam(c.name, type_=c.type) for c in table.columns)
-    )
+    return sa.text(
+        f'INSERT INTO "{table.name}" ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING id'
+    ).bindparams(*(sa.bindparam(c.name, type_=c.type) for c in table.columns))
+
+
+def _decoder(column_type: sa.types.TypeEngine, dialect: str) -> Callable[[Any], Any] | None:
+    """How a raw driver value of this column becomes the Row's. SQLite hands JSON over as text and
+    booleans as 0/1; on PostgreSQL, SQLAlchemy's asyncpg codecs already decoded jsonb."""
+    if dialect != "sqlite":
+        return None
+    if isinstance(column_type, sa.JSON):
+        return lambda value: value if value is None else json.loads(value)
+    if isinstance(column_type, sa.Boolean):
+        return lambda value: value if value is None else bool(value)
+    return None
 
 
 def _insert_from_arrays(table: sa.Table) -> sa.TextClause:
@@ -127,10 +141,25 @@ class SqlStore:
             *(rows.c[name] for name in self._field_names),
         ]
         # One statement (grants follow by trigger), so a create outside a transaction needs no BEGIN;
-        # a taken id or unique group inserts nothing (rowcount 0) instead of aborting a transaction.
-        # Written as text: the dialects' INSERT ... ON CONFLICT constructs defeat SQLAlchemy's cache.
-        self._insert = _insert_ignoring_conflicts(rows)
-        self._listing = ListingStatements(self._compiler, self._columns, backend.dialect)
+        # a taken id or unique group inserts nothing instead of aborting a transaction. It is a hot
+        # path, so it goes through ``fetch`` (compiled once, executed on the driver).
+        self._insert = backend.compile(_insert_ignoring_conflicts(rows))
+        self._listing = ListingStatements(self._compiler, self._columns, backend.dialect, backend.compile)
+        # get by id, in one tenant (t0) or two (t0, t1)
+        self._get = {
+            count: backend.compile(
+                sa.select(*self._columns).where(
+                    rows.c.id == sa.bindparam("id", type_=rows.c.id.type),
+                    rows.c.tenant_id.in_([sa.bindparam(f"t{j}", type_=rows.c.tenant_id.type) for j in range(count)]),
+                )
+            )
+            for count in (1, 2)
+        }
+        self._decoding = [
+            (index, decode)
+            for index, column in enumerate(self._columns)
+            if (decode := _decoder(column.type, backend.dialect)) is not None
+        ]
         self._json_columns = [c.name for c in rows.columns if isinstance(c.type, sa.JSON)]
         if backend.dialect == "postgresql":
             self._bulk_insert = _insert_from_arrays(rows)
@@ -164,8 +193,8 @@ class SqlStore:
             "revision": 1,
             **values,
         }
-        async with self._backend.connection() as conn:
-            if (await conn.execute(self._insert, record)).rowcount == 0:
+        if not await self._backend.fetch(self._insert, record):
+            async with self._backend.connection() as conn:
                 raise RowConflict(await self._conflict_reason(conn, tenant_id, id, values))
         return Row(id, values, principal, attributes, tenant_id, 1)
 
@@ -266,8 +295,10 @@ class SqlStore:
         actor = current_actor()
         if actor is None or not isinstance(id, str) or not storable(id):
             return None
-        async with self._backend.connection() as conn:
-            found = await self._addressed(conn, id, actor, lock=False)
+        tenants = self._id_tenants(actor)
+        params = {"id": id, **{f"t{j}": tenant for j, tenant in enumerate(tenants)}}
+        found = [self._decode(r) for r in await self._backend.fetch(self._get[len(tenants)], params)]
+        found.sort(key=lambda row: tenants.index(row.tenant_id))
         return self._first_permitted(found, actor, Action.READ)
 
     async def list(
@@ -304,33 +335,98 @@ class SqlStore:
         access = Access.of(pushed)
         if access.empty:
             return Page([], False, None)
-        accepted: list[Row] = []
-        batch = limit + 1
-        async with self._backend.connection() as conn:
-            while True:
-                query_shape, values = plan(
-                    order=order,
-                    descending=descending,
-                    tenants=tenants,
-                    access=access,
-                    where=filters,
-                    after=after,
-                )
-                values["lim"] = batch
-                fetched = [self._row(r) for r in await conn.execute(self._listing.statement(query_shape), values)]
-                for row in fetched:
-                    after = self._key(row, order)
-                    if not in_python or exact.evaluate(RowFacts(row.id, row.owner_principal, row.access_attributes)):
-                        accepted.append(row)
-                        if len(accepted) > limit:
-                            break
-                if len(accepted) > limit or len(fetched) < batch:
-                    break
-                batch = min(max(batch * 2, 64), _SCAN_BATCH_MAX)
+        accepted: list[Row] | None = None
+        if access.paths is not None and _PROBE_MAX > 0:
+            accepted = await self._probe_heads(
+                order, descending, tenants, pushed, exact, in_python, filters, after, limit
+            )
+        if accepted is None:
+            accepted = await self._list_by_paths(
+                order, descending, tenants, access, exact, in_python, filters, after, limit
+            )
         has_more = len(accepted) > limit
         data = accepted[:limit]
         next_cursor = encode_cursor(order, descending, act.value, self._key(data[-1], order)) if has_more else None
         return Page(data, has_more, next_cursor)
+
+    async def _probe_heads(
+        self,
+        order: str,
+        descending: bool,
+        tenants: tuple[str, ...] | None,
+        pushed: Expr,
+        exact: Expr,
+        in_python: bool,
+        filters: dict[str, Any],
+        after: Key | None,
+        limit: int,
+    ) -> list[Row] | None:
+        """The page's rows (up to limit + 1) from the heads of the caller's partition, or None.
+
+        Callers often see most of their tenant (a team sharing everything): then the first rows
+        of each tenant in order already hold the page, and reading them is as cheap as the query
+        without access control. When a head holds too few visible rows, None: the access paths
+        answer instead, and the probe cost at most ``_PROBE_MAX`` rows per range.
+        """
+        size = min(2 * (limit + 1), _PROBE_MAX)
+        shape, values = plan(
+            order=order,
+            descending=descending,
+            tenants=tenants,
+            access=Access(None, (pushed,)),
+            where=filters,
+            after=after,
+            probe=True,
+        )
+        values["lim"] = size
+        width = len(self._columns)
+        examined: dict[int, int] = {}
+        shown: dict[int, int] = {}
+        accepted: list[Row] = []
+        for record in await self._backend.fetch(self._listing.compiled(shape), values):
+            branch = record[width + 1]
+            examined[branch] = examined.get(branch, 0) + 1
+            if not record[width]:
+                continue
+            row = self._decode(record[:width])
+            if in_python and not exact.evaluate(RowFacts(row.id, row.owner_principal, row.access_attributes)):
+                continue
+            shown[branch] = shown.get(branch, 0) + 1
+            accepted.append(row)
+        if all(count < size or shown.get(branch, 0) > limit for branch, count in examined.items()):
+            return accepted[: limit + 1]
+        return None
+
+    async def _list_by_paths(
+        self,
+        order: str,
+        descending: bool,
+        tenants: tuple[str, ...] | None,
+        access: Access,
+        exact: Expr,
+        in_python: bool,
+        filters: dict[str, Any],
+        after: Key | None,
+        limit: int,
+    ) -> list[Row]:
+        """Up to limit + 1 rows through the access paths, scanning ahead while Python rejects rows."""
+        accepted: list[Row] = []
+        batch = limit + 1
+        while True:
+            query_shape, values = plan(
+                order=order, descending=descending, tenants=tenants, access=access, where=filters, after=after
+            )
+            values["lim"] = batch
+            fetched = [self._decode(r) for r in await self._backend.fetch(self._listing.compiled(query_shape), values)]
+            for row in fetched:
+                after = self._key(row, order)
+                if not in_python or exact.evaluate(RowFacts(row.id, row.owner_principal, row.access_attributes)):
+                    accepted.append(row)
+                    if len(accepted) > limit:
+                        break
+            if len(accepted) > limit or len(fetched) < batch:
+                return accepted
+            batch = min(max(batch * 2, 64), _SCAN_BATCH_MAX)
 
     # -- update ---------------------------------------------------------------------------------
 
@@ -348,7 +444,7 @@ class SqlStore:
             raise RowNotFound(f"{self.collection.name} row not found")
         rows = self._rows
         async with self._backend.writing() as conn:
-            target = self._first_permitted(await self._addressed(conn, id, actor, lock=True), actor, Action.READ)
+            target = self._first_permitted(await self._locked(conn, id, actor), actor, Action.READ)
             if target is None:
                 raise RowNotFound(f"{self.collection.name} row {id!r} not found")
             if not self._allowed(Action.UPDATE, target, actor):
@@ -394,7 +490,7 @@ class SqlStore:
             return False
         rows = self._rows
         async with self._backend.writing() as conn:
-            target = self._first_permitted(await self._addressed(conn, id, actor, lock=True), actor, Action.READ)
+            target = self._first_permitted(await self._locked(conn, id, actor), actor, Action.READ)
             if target is None:
                 return False
             if not self._allowed(Action.DELETE, target, actor):
@@ -440,14 +536,17 @@ class SqlStore:
                 return row
         return None
 
-    async def _addressed(self, conn: Any, id: str, actor: Actor, *, lock: bool) -> list[Row]:
-        """The rows ``id`` may mean for ``actor``, most specific tenant first."""
+    @staticmethod
+    def _id_tenants(actor: Actor) -> list[str]:
+        """The tenants an id is looked up in for ``actor``, most specific first."""
         tenant = actor.tenant_id if actor.tenant_id and storable(actor.tenant_id) else None
-        tenants = [tenant, ""] if tenant else [""]
+        return [tenant, ""] if tenant else [""]
+
+    async def _locked(self, conn: Any, id: str, actor: Actor) -> list[Row]:
+        """The rows ``id`` may mean for ``actor``, most specific tenant first, locked for a write."""
+        tenants = self._id_tenants(actor)
         rows = self._rows
-        query = sa.select(*self._columns).where(rows.c.id == id, rows.c.tenant_id.in_(tenants))
-        if lock:
-            query = query.with_for_update()
+        query = sa.select(*self._columns).where(rows.c.id == id, rows.c.tenant_id.in_(tenants)).with_for_update()
         found = [self._row(r) for r in await conn.execute(query)]
         found.sort(key=lambda row: tenants.index(row.tenant_id))
         return found
@@ -526,6 +625,14 @@ class SqlStore:
             tenant_id=m["tenant_id"],
             revision=m["revision"],
         )
+
+    def _decode(self, record: Sequence[Any]) -> Row:
+        """A Row from a raw driver row of ``self._columns``."""
+        values = list(record)
+        for index, decode in self._decoding:
+            values[index] = decode(values[index])
+        data = dict(zip(self._field_names, values[5:], strict=True))
+        return Row(values[1], data, values[2], values[3], values[0], values[4])
 
     @staticmethod
     def _key(row: Row, order: str) -> Key:

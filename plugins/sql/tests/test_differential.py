@@ -30,6 +30,7 @@ from ogx.core.datatypes import User
 from ogx_tenancy import Identity, Owner, Policy, acting_as, system_context
 from ogx_tenancy.policy import Action, in_partition
 from ogx_tenancy.store import AccessDenied, CollectionSpec, FieldSpec, RowNotFound
+from ogx_tenancy_sql import store as store_module
 
 COLLECTION = "items"
 SPEC = CollectionSpec(
@@ -181,7 +182,11 @@ async def load(store, rows: list[StoredRow]) -> None:
             await store.create(row.id, row.data, owner=Owner(row.owner, row.attributes, row.tenant_id))
 
 
-async def check_list(store, oracle: Oracle, rows: list[StoredRow], r: random.Random) -> str | None:
+async def check_list(store, oracle: Oracle, rows: list[StoredRow], r: random.Random, monkeypatch) -> str | None:
+    # the listing first probes the heads of the partition; its size decides which code answers, so
+    # every case runs with a random probe size: 0 (access paths only), tiny (the probe often gives
+    # up mid-page) or the real one
+    monkeypatch.setattr(store_module, "_PROBE_MAX", r.choice([0, 1, 2, 3, 5, 256]))
     action = r.choice(["read", "read", "update", "delete", "create"])
     order = r.choice([None, "name", "n", "score", "flag"])
     descending = r.random() < 0.5
@@ -310,7 +315,7 @@ async def all_rows(store) -> dict:
         cursor = page.next_cursor
 
 
-async def test_store_matches_ogx_is_action_allowed(backend, dialect):
+async def test_store_matches_ogx_is_action_allowed(backend, dialect, monkeypatch):
     r = random.Random(f"differential-{dialect}")
     cases: Counter[str] = Counter()
     problems: list[str] = []
@@ -331,7 +336,7 @@ async def test_store_matches_ogx_is_action_allowed(backend, dialect):
                 visible_sizes.append(sum(oracle.allowed("read", row) for row in rows))
                 with acting_as(identity):
                     for _ in range(2):
-                        if (problem := await check_list(store, oracle, rows, r)) is not None:
+                        if (problem := await check_list(store, oracle, rows, r, monkeypatch)) is not None:
                             problems.append(f"{rules} {identity}: {problem}")
                         cases["list"] += 1
                     for id in r.sample(IDS, 3):

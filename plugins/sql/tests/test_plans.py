@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import event
 
 from ogx_tenancy import CollectionSpec, FieldSpec, Identity, Owner, Policy, acting_as, system_context
 
@@ -26,6 +25,7 @@ POLICIES = {
     ],
 }
 VISIBLE = ROWS // OWNERS + 3  # team7's rows and the caller's own
+PROBE_MAX = 256  # ogx_tenancy_sql.store._PROBE_MAX
 
 
 async def fill(backend):
@@ -50,50 +50,90 @@ async def fill(backend):
             await (await conn.execution_options(isolation_level="AUTOCOMMIT")).exec_driver_sql("VACUUM ANALYZE")
 
 
-async def captured_listings(backend, store) -> list[tuple[str, object]]:
-    """The SQL and parameters of the listings below, as the store sent them."""
-    statements: list[tuple[str, object]] = []
+async def captured_listings(backend, store, monkeypatch) -> list[tuple[str, tuple]]:
+    """The SQL and arguments of the listings below, as the store handed them to the driver."""
+    statements: list[tuple[str, tuple]] = []
+    driver_fetch = backend._driver_fetch
 
-    def capture(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("SELECT"):
-            statements.append((statement, parameters))
+    async def recording(driver, sql, args):
+        statements.append((sql, args))
+        return await driver_fetch(driver, sql, args)
 
-    event.listen(backend.engine.sync_engine, "before_cursor_execute", capture)
-    try:
-        with acting_as(CALLER):
-            for kwargs in ({"order_by": "created_at", "descending": True}, {}, {"order_by": "created_at"}):
-                page = await store.list(limit=20, **kwargs)
-                second = await store.list(limit=20, cursor=page.next_cursor, **kwargs)
-                assert len(page.data) == len(second.data) == 20
-                everything = await store.list(limit=1000, **kwargs)
-                assert len(everything.data) == VISIBLE and not everything.has_more
-    finally:
-        event.remove(backend.engine.sync_engine, "before_cursor_execute", capture)
+    monkeypatch.setattr(backend, "_driver_fetch", recording)
+    with acting_as(CALLER):
+        for kwargs in ({"order_by": "created_at", "descending": True}, {}, {"order_by": "created_at"}):
+            page = await store.list(limit=20, **kwargs)
+            second = await store.list(limit=20, cursor=page.next_cursor, **kwargs)
+            assert len(page.data) == len(second.data) == 20
+            everything = await store.list(limit=1000, **kwargs)
+            assert len(everything.data) == VISIBLE and not everything.has_more
+    monkeypatch.undo()
     return statements
 
 
+async def explain(backend, sql: str, args: tuple) -> list:
+    """SQLite: the EXPLAIN QUERY PLAN steps; PostgreSQL: every node of EXPLAIN (ANALYZE, FORMAT JSON)."""
+    raw = await backend.engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        if backend.dialect == "sqlite":
+            return [row[3] for row in await driver.execute_fetchall(f"EXPLAIN QUERY PLAN {sql}", args)]
+        document = await driver.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
+        plan = (document if isinstance(document, list) else json.loads(document))[0]["Plan"]
+        return list(_nodes(plan))
+    finally:
+        raw.close()
+
+
 @pytest.mark.parametrize("policy_name", sorted(POLICIES))
-async def test_listing_touches_what_the_caller_can_see(backend, policy_name):
+async def test_listing_touches_what_the_caller_can_see(backend, policy_name, monkeypatch):
     await fill(backend)
     store = await backend.open_store(SPEC, Policy.parse(POLICIES[policy_name]))
     table = store.rows_table.name
-    statements = await captured_listings(backend, store)
-    assert len(statements) == 9
-    async with backend.engine.connect() as conn:
-        for statement, parameters in statements:
-            if backend.dialect == "sqlite":
-                plan = [row[3] for row in await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
-                for step in plan:
-                    assert not step.startswith(f"SCAN {table}"), plan
-                    assert not step.endswith("(tenant_id=?)") or table not in step, plan  # a whole tenant
-            else:
-                explain = f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}"
-                (document,) = (await conn.exec_driver_sql(explain, parameters)).one()
-                nodes = list(_nodes((document if isinstance(document, list) else json.loads(document))[0]["Plan"]))
-                on_rows = [n for n in nodes if n.get("Relation Name") == table]
-                assert on_rows and not [n for n in on_rows if n["Node Type"] == "Seq Scan"], statement
-                touched = sum(n["Actual Rows"] * n["Actual Loops"] for n in on_rows)
-                assert touched <= 3 * VISIBLE, (touched, statement)
+    statements = await captured_listings(backend, store, monkeypatch)
+    # each listing first probes the head of the partition (the caller sees too few rows there for a
+    # page), then asks the access paths
+    probes = [(sql, args) for sql, args in statements if " AS visible" in sql]
+    paths = [(sql, args) for sql, args in statements if " AS visible" not in sql]
+    assert len(probes) == len(paths) == 9
+    for sql, args in probes:
+        plan = await explain(backend, sql, args)
+        if backend.dialect == "sqlite":
+            assert not [step for step in plan if step.startswith(f"SCAN {table}")], plan
+        else:  # every range read stops at the probe size
+            on_rows = [n for n in plan if n.get("Relation Name") == table]
+            assert on_rows and all(n["Actual Rows"] <= PROBE_MAX and n["Actual Loops"] == 1 for n in on_rows), sql
+    for sql, args in paths:
+        plan = await explain(backend, sql, args)
+        if backend.dialect == "sqlite":
+            for step in plan:
+                assert not step.startswith(f"SCAN {table}"), plan
+                assert not step.endswith("(tenant_id=?)") or table not in step, plan  # a whole tenant
+        else:
+            on_rows = [n for n in plan if n.get("Relation Name") == table]
+            assert on_rows and not [n for n in on_rows if n["Node Type"] == "Seq Scan"], sql
+            touched = sum(n["Actual Rows"] * n["Actual Loops"] for n in on_rows)
+            assert touched <= 3 * VISIBLE, (touched, sql)
+
+
+async def test_a_caller_who_sees_the_head_of_the_partition_is_answered_by_one_bounded_read(backend, monkeypatch):
+    await fill(backend)
+    store = await backend.open_store(SPEC, Policy.parse(POLICIES["default"]))
+    statements: list[str] = []
+    driver_fetch = backend._driver_fetch
+
+    async def recording(driver, sql, args):
+        statements.append(sql)
+        return await driver_fetch(driver, sql, args)
+
+    monkeypatch.setattr(backend, "_driver_fetch", recording)
+    with acting_as(CALLER):  # the caller's own rows are the newest of the table
+        page = await store.list(order_by="created_at", descending=True, limit=2)
+        assert [r.id for r in page.data] == ["own2", "own1"] and page.has_more
+        assert len(statements) == 1 and " AS visible" in statements[0]
+        rest = await store.list(order_by="created_at", descending=True, limit=2, cursor=page.next_cursor)
+    assert [r.id for r in rest.data][:1] == ["own0"] and len(rest.data) == 2  # then team7's newest row
+    assert len(statements) == 3  # that page's head held one visible row only: the paths answered
 
 
 def _nodes(plan: dict):
