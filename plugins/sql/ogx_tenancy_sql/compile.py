@@ -66,6 +66,8 @@ def storable(text: str) -> bool:
     """
     if "\x00" in text:
         return False
+    if text.isascii():  # the common case: no surrogates possible
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

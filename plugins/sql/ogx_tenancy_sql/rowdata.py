@@ -84,7 +84,7 @@ def check_data(collection: CollectionSpec, data: object, *, partial: bool) -> di
     ``revision``) are refused: the store stamps those itself, and a client trying to set them gets
     told so rather than silently getting something else.
     """
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):  # (the fast check first)
         raise InvalidRowData("row data must be a mapping of field names to values")
     fields = {f.name: f for f in collection.fields}
     out: dict[str, Any] = {} if partial else dict.fromkeys(fields)
@@ -137,11 +137,13 @@ def check_attributes(attributes: object) -> dict[str, list[str]] | None:
     """
     if attributes is None:
         return None
-    if not isinstance(attributes, Mapping):
+    if type(attributes) is not dict and not isinstance(attributes, Mapping):
         raise InvalidRowData("owner attributes must map categories to lists of strings")
     out: dict[str, list[str]] = {}
     for category, values in attributes.items():
-        if not isinstance(category, str) or isinstance(values, str) or not isinstance(values, Sequence):
+        if type(values) not in (list, tuple) and (isinstance(values, str) or not isinstance(values, Sequence)):
+            raise InvalidRowData("owner attributes must map categories to lists of strings")
+        if not isinstance(category, str):
             raise InvalidRowData("owner attributes must map categories to lists of strings")
         kept: list[str] = []
         for value in values:

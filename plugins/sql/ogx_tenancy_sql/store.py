@@ -382,20 +382,23 @@ class SqlStore:
         width = len(self._columns)
         examined: dict[int, int] = {}
         shown: dict[int, int] = {}
-        accepted: list[Row] = []
+        visible: list[Any] = []  # Rows when Python must finish the decision, else raw records
         for record in await self._backend.fetch(self._listing.compiled(shape), values):
             branch = record[width + 1]
             examined[branch] = examined.get(branch, 0) + 1
             if not record[width]:
                 continue
-            row = self._decode(record[:width])
-            if in_python and not exact.evaluate(RowFacts(row.id, row.owner_principal, row.access_attributes)):
-                continue
+            if in_python:
+                row = self._decode(record)
+                if not exact.evaluate(RowFacts(row.id, row.owner_principal, row.access_attributes)):
+                    continue
+                record = row
             shown[branch] = shown.get(branch, 0) + 1
-            accepted.append(row)
-        if all(count < size or shown.get(branch, 0) > limit for branch, count in examined.items()):
-            return accepted[: limit + 1]
-        return None
+            visible.append(record)
+        if not all(count < size or shown.get(branch, 0) > limit for branch, count in examined.items()):
+            return None
+        page = visible[: limit + 1]  # in the listing's order already; decode only what is returned
+        return page if in_python else [self._decode(record) for record in page]
 
     async def _list_by_paths(
         self,
@@ -627,11 +630,11 @@ class SqlStore:
         )
 
     def _decode(self, record: Sequence[Any]) -> Row:
-        """A Row from a raw driver row of ``self._columns``."""
-        values = list(record)
+        """A Row from a raw driver row starting with ``self._columns`` (extra columns are ignored)."""
+        values = list(record[: len(self._columns)])
         for index, decode in self._decoding:
             values[index] = decode(values[index])
-        data = dict(zip(self._field_names, values[5:], strict=True))
+        data = dict(zip(self._field_names, values[5:], strict=True))  # the fields follow the five stamps
         return Row(values[1], data, values[2], values[3], values[0], values[4])
 
     @staticmethod
