@@ -526,6 +526,9 @@ def chart(results: list[dict], path: Path) -> None:
                     )
                     if series:
                         label = f"{'ours' if system == 'ours' else 'OGX 1.5'} {backend} {policy}"
+                        rows_key = metric.replace("median_ms", "rows")
+                        if any(r[f"{rows_key}_min"] < r[f"{rows_key}_expected"] for r in series):
+                            label += " (incomplete pages)"
                         ax.plot([r["rows"] for r in series], [r[metric] for r in series], style, label=label)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -533,7 +536,8 @@ def chart(results: list[dict], path: Path) -> None:
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("median latency (ms)")
-    axes[1].legend(fontsize=7)
+    for ax in axes:
+        ax.legend(fontsize=6)
     fig.suptitle("ogx-tenancy-sql vs OGX 1.5 AuthorizedSqlStore: list latency against table size")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
