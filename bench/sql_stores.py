@@ -46,6 +46,7 @@ from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.engine import make_url
 
 from ogx_tenancy import CollectionSpec, FieldSpec, Identity, Owner, Policy, acting_as, system_context
@@ -544,6 +545,8 @@ def chart(results: list[dict], path: Path) -> None:
 
 
 async def main() -> int:
+    # the stores' log lines go to stderr with the progress, so stdout holds the table only
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated row counts")
     parser.add_argument("--backends", default="sqlite,postgres", help="comma-separated: sqlite, postgres")

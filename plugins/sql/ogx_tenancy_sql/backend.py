@@ -44,7 +44,7 @@ from .compile import PUSHDOWN
 from .config import PostgresStorageConfig, SqliteStorageConfig
 from .schema import CollectionTables, ensure_collection
 
-log = structlog.get_logger("ogx_tenancy.sql").bind(plugin="sql")
+log = structlog.get_logger("ogx_tenancy.sql", plugin="sql")  # lazy: follows the host's logging setup
 
 
 @dataclass

@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ogx_tenancy.store import CollectionSpec, FieldSpec
 
-log = structlog.get_logger("ogx_tenancy.sql").bind(plugin="sql")
+log = structlog.get_logger("ogx_tenancy.sql", plugin="sql")  # lazy: follows the host's logging setup
 
 LAYOUT_VERSION = 2
 MAX_IDENTIFIER = 63  # PostgreSQL truncates longer names silently; we refuse them instead

@@ -72,7 +72,7 @@ from .rowdata import (
 )
 from .schema import CollectionTables
 
-log = structlog.get_logger("ogx_tenancy.sql").bind(plugin="sql")
+log = structlog.get_logger("ogx_tenancy.sql", plugin="sql")  # lazy: follows the host's logging setup
 
 _SCAN_BATCH_MAX = 1000  # rows fetched per round when the policy is finished in Python
 _PROBE_MAX = 256  # rows read from the head of each partition range before trying the access paths (0: never)
