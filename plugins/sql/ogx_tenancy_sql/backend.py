@@ -8,7 +8,7 @@ A ``SqlBackend`` owns one SQLAlchemy async engine. Stores borrow connections fro
 * ``writing()`` — a transaction of its own (``BEGIN IMMEDIATE`` on SQLite, so a writer holds the
   write lock from its first read and two writers never deadlock; READ COMMITTED with row locks
   (``SELECT ... FOR UPDATE``) on PostgreSQL) for read-decide-write sequences;
-* ``fetch(compiled, params)`` — the hot reads (``list``, ``get``): a statement SQLAlchemy built and
+* ``fetch(compiled, params)`` — the hot paths (``list``, ``get``, ``create``): a statement SQLAlchemy built and
   compiled once, executed straight on the driver connection (aiosqlite's ``execute_fetchall``: one
   thread hop instead of five; asyncpg's ``fetch``: no SQLAlchemy result machinery). Measured on the
   benchmark's listing this halves the latency on SQLite and takes a third off on PostgreSQL;

@@ -61,10 +61,6 @@ class CollectionTables:
     grants: sa.Table
     dialect: str
 
-    def order_indexes(self) -> dict[str, tuple[str, ...]]:
-        """Index name -> columns, for the README's plans and tests."""
-        return {ix.name: tuple(c.name for c in ix.columns) for ix in self.rows.indexes if ix.name}
-
 
 def _short(name: str) -> str:
     """``name`` if it fits PostgreSQL's identifier limit, else a stable hashed abbreviation."""

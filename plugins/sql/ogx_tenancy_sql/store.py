@@ -10,9 +10,10 @@ caller's tenant partition first:
   ``list`` would show). A system context without a tenant addresses global rows only.
   Not readable = not found; readable but not permitted ``update``/``delete`` = ``AccessDenied``;
 * **list / update_where / delete_where** — rows the caller may ``read`` *and* perform the action on
-  (a caller never acts on rows it cannot see); the decision is pushed into SQL
-  (``compile``), except ``regex:`` resource scopes, which are finished in Python while the listing
-  scans ahead in keyset batches until the page is full;
+  (a caller never acts on rows it cannot see); the decision is pushed into SQL (``compile``),
+  except ``regex:`` resource scopes, which are finished in Python. A listing first reads the heads
+  of the caller's partition (enough when the caller sees most of it), else the index-served access
+  paths (``listing``), scanning ahead in keyset batches until the page is full;
 * no actor: reads return nothing, writes raise ``AccessDenied``; a ``system_context`` may do
   everything within its tenant (all tenants when it has none) and may set owners.
 
