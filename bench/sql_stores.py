@@ -35,6 +35,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -225,6 +226,7 @@ async def bench_ours(backend_name: str, rows: int, policies: list[str], args: ar
         await backend.close()
         if database:
             await drop_database(database)
+        shutil.rmtree(workdir, ignore_errors=True)
     return results
 
 
@@ -335,8 +337,9 @@ async def bench_ogx(backend_name: str, rows: int, policies: list[str], args: arg
 
     tenants = tenants_for(rows)
     database = None
+    workdir = Path(tempfile.mkdtemp(prefix="ogxt-bench-"))
     if backend_name == "sqlite":
-        config: Any = SqliteSqlStoreConfig(db_path=str(Path(tempfile.mkdtemp(prefix="ogxt-bench-")) / "peer.db"))
+        config: Any = SqliteSqlStoreConfig(db_path=str(workdir / "peer.db"))
     else:
         database = await create_database()
         url = make_url(ADMIN_DSN)
@@ -399,6 +402,7 @@ async def bench_ogx(backend_name: str, rows: int, policies: list[str], args: arg
             await base._engine.dispose()
         if database:
             await drop_database(database)
+        shutil.rmtree(workdir, ignore_errors=True)
     return results
 
 
