@@ -5,7 +5,8 @@ hook. The host opens one backend from the ``tenancy.storage`` config and asks it
 collection. Every store method decides access itself, from ``ogx_tenancy.context.current_actor()``:
 
 * rows carry ``owner_principal``, ``access_attributes`` and ``tenant_id`` stamped from the actor,
-  never from the data a client sent; a row's ``tenant_id`` is ``""`` for a global row;
+  never from the data a client sent (those names, ``id`` and ``revision`` are ignored in data:
+  ``without_reserved``); a row's ``tenant_id`` is ``""`` for a global row;
 * the tenant partition (``policy.tenant_partition``) is applied before any rule;
 * every action — create included — is decided by ``Policy`` with OGX's semantics; rows of table
   ``T`` are resources of type ``sql_record::T`` with their ``id`` as identifier;
@@ -30,8 +31,14 @@ from .policy import Policy
 
 FieldType = Literal["str", "int", "float", "bool", "json"]
 
-# Column names the store owns; a collection may not declare them and client data may not set them.
+# Column names the store owns: a collection may not declare them, and in the data given to create or
+# update they are ignored (the store stamps them from the actor, never from data a client sent).
 RESERVED_FIELDS = frozenset({"id", "owner_principal", "access_attributes", "tenant_id", "revision"})
+
+
+def without_reserved(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` minus the ``RESERVED_FIELDS``: what every store keeps of the data it is given."""
+    return {key: value for key, value in data.items() if key not in RESERVED_FIELDS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +158,8 @@ class RowConflict(Exception):
 
 
 class InvalidRowData(ValueError):
-    """Row data or a filter names an unknown field, a reserved field, or has a value of the wrong type."""
+    """Row data names an unknown field, a filter names anything but a declared field, or a value has
+    the wrong type."""
 
     status = 400
 

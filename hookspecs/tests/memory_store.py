@@ -28,6 +28,7 @@ from ogx_tenancy.store import (
     RowConflict,
     RowNotFound,
     StoreCapabilities,
+    without_reserved,
 )
 
 _TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
@@ -103,6 +104,7 @@ class MemoryStore:
     # -- the contract --------------------------------------------------------------------------
 
     async def create(self, id: str, data: Mapping[str, Any], *, owner: Owner | None = None) -> Row:
+        data = without_reserved(data)
         actor = current_actor()
         if actor is None:
             raise AccessDenied(f"create {id}")
@@ -161,6 +163,7 @@ class MemoryStore:
         return Page(page, has_more, json.dumps(list(key(page[-1]))) if has_more else None)
 
     async def update(self, id: str, changes: Mapping[str, Any], *, expected_revision: int | None = None) -> Row:
+        changes = without_reserved(changes)
         self._check(changes)
         async with self._atomic():
             row = self._visible(id)

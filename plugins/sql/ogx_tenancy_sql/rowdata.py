@@ -81,8 +81,7 @@ def check_data(collection: CollectionSpec, data: object, *, partial: bool) -> di
     """Validated column values of ``data``; missing fields are None unless ``partial``.
 
     Reserved names (``id``, ``owner_principal``, ``access_attributes``, ``tenant_id``,
-    ``revision``) are refused: the store stamps those itself, and a client trying to set them gets
-    told so rather than silently getting something else.
+    ``revision``) are ignored, as the store contract says: the store stamps those itself.
     """
     if type(data) is not dict and not isinstance(data, Mapping):  # (the fast check first)
         raise InvalidRowData("row data must be a mapping of field names to values")
@@ -90,7 +89,7 @@ def check_data(collection: CollectionSpec, data: object, *, partial: bool) -> di
     out: dict[str, Any] = {} if partial else dict.fromkeys(fields)
     for key, value in data.items():
         if key in RESERVED_FIELDS:
-            raise InvalidRowData(f"{key!r} is set by the store from the caller's identity, not from row data")
+            continue
         field = fields.get(key) if isinstance(key, str) else None
         if field is None:
             raise InvalidRowData(f"collection {collection.name!r} has no field {_name(key)}")

@@ -81,14 +81,17 @@ async def test_create_stamps_owner_attributes_and_tenant_from_the_identity(backe
 
 
 @pytest.mark.parametrize("reserved", ["id", "owner_principal", "access_attributes", "tenant_id", "revision"])
-async def test_reserved_names_in_row_data_are_refused(backend, reserved):
+async def test_reserved_names_in_row_data_are_ignored(backend, reserved):
     store = await open_store(backend)
     with acting_as(ALICE):
-        error = await expect(InvalidRowData, store.create("a", {"slug": "a", reserved: "mallory"}))
-        assert reserved in str(error)
-        await store.create("b", {"slug": "b"})
-        await expect(InvalidRowData, store.update("b", {reserved: "mallory"}))
-        assert (await store.get("a")) is None and (await store.get("b")).owner_principal == "alice"
+        created = await store.create("a", {"slug": "a", reserved: "mallory"})
+        updated = await store.update("a", {"rank": 2, reserved: "mallory"})
+        fetched = await store.get("a")
+    for row in (created, updated, fetched):
+        assert (row.id, row.owner_principal, row.tenant_id) == ("a", "alice", "t1")
+        assert row.access_attributes == {"teams": ["blue", SECRET]}
+        assert reserved not in row.data
+    assert (created.revision, updated.revision) == (1, 2) and fetched.data["rank"] == 2
 
 
 async def test_owner_argument_is_honoured_only_in_a_system_context(backend):

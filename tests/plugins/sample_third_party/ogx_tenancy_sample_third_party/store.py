@@ -34,7 +34,7 @@ from ogx_tenancy import (
 )
 from ogx_tenancy.context import Actor, SystemContext
 from ogx_tenancy.policy import RowFacts, in_partition, record_type
-from ogx_tenancy.store import RESERVED_FIELDS
+from ogx_tenancy.store import without_reserved
 
 _TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
 
@@ -117,9 +117,8 @@ class MemoryStore:
 
     def _check_data(self, data: Mapping[str, Any]) -> dict[str, Any]:
         known = {f.name: f for f in self.collection.fields}
+        data = without_reserved(data)  # the store stamps those itself
         for name, value in data.items():
-            if name in RESERVED_FIELDS:
-                raise InvalidRowData(f"field {name!r} is set by the store, not by row data")
             if name not in known:
                 raise InvalidRowData(f"unknown field {name!r} in collection {self.collection.name!r}")
             self._check_value(known[name].type, name, value)
