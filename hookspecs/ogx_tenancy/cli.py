@@ -18,6 +18,7 @@ environment:
   {ENV_ALLOW}=a,b          load only these plugins
   {ENV_DENY}=a,b  never load these plugins
   {ENV_TRACE}=1        log every hook call (plugin, hook, outcome, duration)
+  OGX_TENANCY_LOG_LEVEL=DEBUG      level of ogx-tenancy's own log lines (default INFO)
 """
 
 
