@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
@@ -121,6 +122,32 @@ async def test_lifespan_passes_through(app):
 
 async def _noop_send(message):
     return None
+
+
+async def test_heap_is_frozen_once_startup_completed(manager):
+    """The start-up heap leaves the collector's generations, so full collections stop walking it."""
+    loaded_at_startup = [object()]
+
+    def collector_walks_it() -> bool:
+        return any(obj is loaded_at_startup for obj in gc.get_objects())
+
+    async def starts_up(scope, receive, send):
+        assert collector_walks_it(), "frozen before start-up completed"
+        await send({"type": "lifespan.startup.complete"})
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    gc.unfreeze()
+    middleware = IdentityMiddleware(starts_up, Tenancy.from_config(None, manager=manager), lambda m, p: False)
+    try:
+        await middleware({"type": "lifespan"}, None, send)
+        assert not collector_walks_it()
+        assert sent == [{"type": "lifespan.startup.complete"}]
+    finally:
+        gc.unfreeze()
 
 
 class RespondsThenRaises:
