@@ -140,9 +140,8 @@ def check_attributes(attributes: object) -> dict[str, list[str]] | None:
         raise InvalidRowData("owner attributes must map categories to lists of strings")
     out: dict[str, list[str]] = {}
     for category, values in attributes.items():
-        if type(values) not in (list, tuple) and (isinstance(values, str) or not isinstance(values, Sequence)):
-            raise InvalidRowData("owner attributes must map categories to lists of strings")
-        if not isinstance(category, str):
+        is_list = type(values) in (list, tuple) or (isinstance(values, Sequence) and not isinstance(values, str))
+        if not (isinstance(category, str) and is_list):
             raise InvalidRowData("owner attributes must map categories to lists of strings")
         kept: list[str] = []
         for value in values:
