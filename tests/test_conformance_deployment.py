@@ -153,6 +153,7 @@ def test_our_deployment_conforms(ours, upstream, tmp_path):
         "deployment.files-isolated",
         "deployment.untrusted-client-refused",
         "deployment.duplicated-identity-header-refused",
+        "deployment.bad-identity-values-not-echoed",
         "deployment.no-identity-refused",
         "deployment.concurrent-requests-isolated",
         "deployment.team-sharing",

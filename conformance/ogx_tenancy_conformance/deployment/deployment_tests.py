@@ -18,10 +18,12 @@ import pytest
 
 from ..capabilities import capability
 from ..guarantees import (
+    BAD_INPUT_REFUSED,
     CLEANUP,
     DEPLOYMENT_ISOLATION,
     FAIRNESS_HEADERS,
     NO_CONCURRENT_LEAK,
+    NO_ECHO,
     NO_UNTRUSTED_IDENTITY,
     TENANT_ISOLATION,
     Clause,
@@ -407,6 +409,31 @@ class TestDeployment:
                 NO_UNTRUSTED_IDENTITY.require(
                     400 <= response.status_code < 500,
                     f"GET {path} with {header!r} sent twice ({label}): {_brief(response)}",
+                )
+
+    @conformance_test("deployment.bad-identity-values-not-echoed", NO_ECHO)
+    def test_bad_identity_values_not_echoed(self, deployment: Deployment) -> None:
+        """Malformed values in each identity header (unterminated JSON, a JSON object, an over-long
+        value) get an answer below 500 that does not echo the value back."""
+        path = _probe_path(deployment)
+        name = deployment.file.first()
+        headers = deployment.file.identities[name].request_headers()
+        for header in headers:
+            marker = f"echo{uuid.uuid4().hex[:12]}"
+            for label, value in (
+                ("unterminated JSON list", f'["{marker}'),
+                ("JSON object", f'{{"{marker}": 1}}'),
+                ("over-long value", marker * 64),
+            ):
+                response = httpx.get(
+                    f"{deployment.base_url}{path}", headers={**headers, header: value}, timeout=TIMEOUT
+                )
+                BAD_INPUT_REFUSED.require(
+                    response.status_code < 500, f"GET {path} with a {label} in {header!r}: {_brief(response)}"
+                )
+                NO_ECHO.require(
+                    marker not in response.text and marker not in str(response.headers),
+                    f"GET {path} with a {label} in {header!r}: the answer echoes the value ({_brief(response)})",
                 )
 
     @conformance_test("deployment.prompts-isolated", DEPLOYMENT_ISOLATION)
