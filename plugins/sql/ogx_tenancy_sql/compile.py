@@ -8,7 +8,9 @@ owner and owner attributes. Here each atom becomes a predicate on the rows table
 * ``Unowned()`` -> ``owner_principal IS NULL`` (the store writes NULL for unowned; a CHECK forbids
   ``''``, and the layout upgrade rewrote legacy ``''`` owners to NULL);
 * ``OwnerShares(category, values)`` -> ``EXISTS`` a grants row ``(tenant_id, row_id, category, value)``
-  with ``value IN values`` (grants exist for owned rows only; triggers keep them in step);
+  with ``value IN values`` (grants exist for owned rows only; triggers keep them in step); on
+  PostgreSQL, where rows are already read and only tested (``in_row``), the row's jsonb itself
+  (``access_attributes -> category ?| values``) — the same answer without an index probe per row;
 * ``IdEquals(i)`` -> ``id = i``; ``IdPrefix(p)`` -> ``id >= p AND id < successor(p)`` — an exact,
   index-served range (byte-order collation on both dialects; SQLite's ``LIKE`` is case-insensitive,
   so it would be wrong there, and a range needs no escaping at all);
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from ogx_tenancy.policy import (
     FALSE,
@@ -179,8 +182,13 @@ class Compiler:
         needs no per-call expansion (SQLAlchemy's "expanding" parameters cost a pass over the SQL)."""
         return [self._bind(f"{name}{j}", column) for j in range(count)]
 
-    def condition(self, key: Hashable, name: str) -> sa.ColumnElement[bool]:
-        """The WHERE condition of shape ``key``, its literals bound under ``name`` (see ``bind_values``)."""
+    def condition(self, key: Hashable, name: str, *, in_row: bool = False) -> sa.ColumnElement[bool]:
+        """The WHERE condition of shape ``key``, its literals bound under ``name`` (see ``bind_values``).
+
+        ``in_row``: the condition is tested on rows already read (the listing's head probe), not
+        used to find them — on PostgreSQL, ``OwnerShares`` then reads the row's own jsonb instead
+        of probing the grants index once per row.
+        """
         rows, kind = self.rows, key[0]
         match kind:
             case "const":
@@ -190,6 +198,8 @@ class Compiler:
                 return sa.and_(owner.is_not(None), owner == self._bind(name, owner))
             case "unowned":
                 return rows.c.owner_principal.is_(None)
+            case "shares" if in_row and self.dialect == "postgresql":
+                return self._shares_in_row(name, key[1])
             case "shares":
                 g = self.grants
                 granted = sa.select(sa.literal_column("1")).where(
@@ -209,12 +219,27 @@ class Compiler:
             case "prefix":
                 return self._id_range(name, bounded=key[1])
             case "not":
-                return sa.not_(self.condition(key[1], f"{name}_0"))
+                return sa.not_(self.condition(key[1], f"{name}_0", in_row=in_row))
             case "and":
-                return sa.and_(*(self.condition(k, f"{name}_{i}") for i, k in enumerate(key[1:])))
+                return sa.and_(*(self.condition(k, f"{name}_{i}", in_row=in_row) for i, k in enumerate(key[1:])))
             case "or":
-                return sa.or_(*(self.condition(k, f"{name}_{i}") for i, k in enumerate(key[1:])))
+                return sa.or_(*(self.condition(k, f"{name}_{i}", in_row=in_row) for i, k in enumerate(key[1:])))
         raise AssertionError(key)
+
+    def _shares_in_row(self, name: str, count: int) -> sa.ColumnElement[bool]:
+        """``OwnerShares`` on the row's own jsonb, true exactly when the grants trigger would have
+        written a matching grant (schema._grants_select): the row is owned and the category holds
+        an array with one of the values as a string element. Never NULL (a NOT stays two-valued)."""
+        rows = self.rows
+        category = self._bind(f"{name}_c", self.grants.c.category)
+        values = postgresql.array(self._binds(f"{name}_v", count, self.grants.c.value))
+        held = rows.c.access_attributes.op("->", return_type=postgresql.JSONB)(category)
+        shares = sa.and_(
+            rows.c.owner_principal.is_not(None),
+            sa.func.jsonb_typeof(held) == sa.literal_column("'array'"),
+            held.op("?|", return_type=sa.Boolean)(values),
+        )
+        return sa.func.coalesce(shares, sa.false())
 
     def _id_range(self, name: str, *, bounded: bool) -> sa.ColumnElement[bool]:
         low = self.rows.c.id >= self._bind(f"{name}_lo", self.rows.c.id)

@@ -221,7 +221,7 @@ class ListingStatements:
             rows.c[name].is_(None) if is_null else rows.c[name] == sa.bindparam(f"w_{name}", type_=rows.c[name].type)
             for name, is_null in shape.where
         ]
-        policy = self.compiler.condition(shape.filters[0], "f0")
+        policy = self.compiler.condition(shape.filters[0], "f0", in_row=True)
         visible = sa.case((sa.and_(policy, *matches), 1), else_=0).label("visible")
         tenant_slots: list[int | None] = list(range(shape.tenants)) if shape.tenants is not None else [None]
         branches = []

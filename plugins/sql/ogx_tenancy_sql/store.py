@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 import structlog
@@ -78,6 +78,7 @@ log = structlog.get_logger("ogx_tenancy.sql", plugin="sql")  # lazy: follows the
 _SCAN_BATCH_MAX = 1000  # rows fetched per round when the policy is finished in Python
 _PROBE_MAX = 256  # rows read from the head of each partition range before trying the access paths (0: never)
 _WRITE_BATCH = 500  # rows locked and changed per round by update_where/delete_where in Python mode
+_DECISIONS_MAX = 4096  # (action, actor) decisions remembered per store
 
 
 def _insert_ignoring_conflicts(table: sa.Table) -> sa.TextClause:
@@ -118,6 +119,14 @@ def _insert_from_arrays(table: sa.Table) -> sa.TextClause:
     ).bindparams(*(sa.bindparam(n, type_=postgresql.ARRAY(element[n])) for n in names))
 
 
+class Decision(NamedTuple):
+    """What the policy means for one (action, actor) on this store."""
+
+    exact: Expr  # the whole row filter
+    pushed: Expr  # the part SQL decides (``exact`` itself when it compiles entirely)
+    access: Access  # the index-served paths ``pushed`` allows
+
+
 class SqlStore:
     """One collection's rows, with row-level access control (``AccessControlledStore``)."""
 
@@ -146,6 +155,7 @@ class SqlStore:
         # path, so it goes through ``fetch`` (compiled once, executed on the driver).
         self._insert = backend.compile(_insert_ignoring_conflicts(rows))
         self._listing = ListingStatements(self._compiler, self._columns, backend.dialect, backend.compile)
+        self._decisions: dict[tuple[Action, Actor], Decision] = {}
         # get by id, in one tenant (t0) or two (t0, t1)
         self._get = {
             count: backend.compile(
@@ -328,14 +338,10 @@ class SqlStore:
         if actor is None:
             return Page([], False, None)
         tenants = self._partition(actor)
-        exact = self._decision(act, actor)
-        pushed = prepare(exact.relax(PUSHDOWN))
-        if tenants == () or pushed == FALSE:
+        exact, pushed, access = self._decision(act, actor)
+        if tenants == () or pushed == FALSE or access.empty:
             return Page([], False, None)
         in_python = pushed != exact
-        access = Access.of(pushed)
-        if access.empty:
-            return Page([], False, None)
         accepted: list[Row] | None = None
         if access.paths is not None and _PROBE_MAX > 0:
             accepted = await self._probe_heads(
@@ -369,7 +375,9 @@ class SqlStore:
         without access control. When a head holds too few visible rows, None: the access paths
         answer instead, and the probe cost at most ``_PROBE_MAX`` rows per range.
         """
-        size = min(2 * (limit + 1), _PROBE_MAX)
+        # room for a quarter more than the page: a caller who sees at least ~80% of each head is
+        # answered here; below that the access paths are the cheaper way anyway
+        size = min((limit + 1) * 5 // 4 + 1, _PROBE_MAX)
         shape, values = plan(
             order=order,
             descending=descending,
@@ -525,10 +533,26 @@ class SqlStore:
         tenants = tenant_partition(actor)
         return tenants if tenants is None else tuple(t for t in tenants if storable(t))
 
-    def _decision(self, action: Action, actor: Actor) -> Expr:
-        """The row filter for ``action``: read permission always, plus the action's own."""
-        read = self.policy.row_filter(Action.READ, self._type, actor)
-        return read if action == Action.READ else conjoin([read, self.policy.row_filter(action, self._type, actor)])
+    def _decision(self, action: Action, actor: Actor) -> Decision:
+        """The row filter for ``action`` (read permission always, plus the action's own), the part
+        of it SQL decides, and the access paths that part allows.
+
+        A pure function of the store's policy, the action and the actor (a frozen, hashable value),
+        so it is remembered: a user's requests repeat it on every listing.
+        """
+        key = (action, actor)
+        decision = self._decisions.get(key)
+        if decision is None:
+            read = self.policy.row_filter(Action.READ, self._type, actor)
+            exact = (
+                read if action == Action.READ else conjoin([read, self.policy.row_filter(action, self._type, actor)])
+            )
+            pushed = prepare(exact.relax(PUSHDOWN))
+            decision = Decision(exact, pushed, Access.of(pushed))
+            if len(self._decisions) >= _DECISIONS_MAX:
+                del self._decisions[next(iter(self._decisions))]  # the oldest
+            self._decisions[key] = decision
+        return decision
 
     def _allowed(self, action: Action, row: Row, actor: Actor) -> bool:
         resource = Resource(self._type, row.id, row.owner_principal, row.access_attributes, row.tenant_id)
@@ -560,8 +584,7 @@ class SqlStore:
     ) -> int:
         """Apply ``make(condition)`` (an UPDATE or DELETE) to the permitted rows matching ``filters``."""
         tenants = self._partition(actor)
-        exact = self._decision(action, actor)
-        pushed = prepare(exact.relax(PUSHDOWN))
+        exact, pushed, _ = self._decision(action, actor)
         if tenants == () or pushed == FALSE:
             return 0
         rows = self._rows
